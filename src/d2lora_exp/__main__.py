@@ -1,0 +1,38 @@
+"""`python -m d2lora_exp [group=option ...] [key=value ...]`: one Hydra entry point for every experiment."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from .config import config_dir  # noqa: E402  (registers resolvers)
+from .errors import UserError  # noqa: E402
+
+log = logging.getLogger("d2lora_exp")
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    from . import runner
+
+    try:
+        result = runner.run(cfg)
+    except UserError as err:
+        print(f"d2lora_exp: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    metrics = result.get("metrics", {})
+    summary = ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+    print(f"[d2lora_exp] {cfg.run_name}: {summary or 'no evaluation'} "
+          f"(total {result['timings']['total']:.0f}s) -> {cfg.paths.output_dir}")
+    return result.get("score")
+
+
+if __name__ == "__main__":
+    main()

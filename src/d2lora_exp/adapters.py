@@ -1,0 +1,70 @@
+"""Creating, loading, saving and fingerprinting LoRA adapters.
+
+Adapters live under PEFT's "default" name (never "train", which clashes with nn.Module.train) and are
+saved as safetensors. The digest lets a result prove which weights a phase started from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict
+from transformers import set_seed
+
+ADAPTER_NAME = "default"
+
+
+def lora_config(lora_cfg: Any) -> LoraConfig:
+    target = lora_cfg.target_modules
+    return LoraConfig(
+        r=int(lora_cfg.r), lora_alpha=int(lora_cfg.alpha), lora_dropout=float(lora_cfg.dropout),
+        target_modules=target if isinstance(target, str) else list(target), task_type="CAUSAL_LM",
+    )
+
+
+def fresh(model, lora_cfg: Any, seed: int) -> PeftModel:
+    """New LoRA matrices; seeded here because TRL creates adapters before applying its own seed."""
+    set_seed(seed)
+    return get_peft_model(model, lora_config(lora_cfg), adapter_name=ADAPTER_NAME)
+
+
+def load_trainable(model, adapter_dir: str | Path) -> PeftModel:
+    peft_model = PeftModel.from_pretrained(model, str(adapter_dir), adapter_name=ADAPTER_NAME, is_trainable=True)
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    if trainable == 0:  # a silently frozen adapter would "train" and change nothing
+        raise RuntimeError(f"adapter loaded from {adapter_dir} has no trainable parameters")
+    return peft_model
+
+
+def save(peft_model: PeftModel, out_dir: str | Path) -> Path:
+    out_dir = Path(out_dir)
+    peft_model.save_pretrained(str(out_dir), selected_adapters=[ADAPTER_NAME], safe_serialization=True)
+    return out_dir
+
+
+def digest(state_dict: dict[str, torch.Tensor]) -> str:
+    """Order-independent fingerprint of adapter tensors (keys as PEFT saves them)."""
+    h = hashlib.sha256()
+    for key in sorted(state_dict):
+        h.update(key.encode())
+        h.update(state_dict[key].detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def live_digest(peft_model: PeftModel) -> str:
+    return digest(get_peft_model_state_dict(peft_model, adapter_name=ADAPTER_NAME))
+
+
+def file_digest(adapter_dir: str | Path) -> str:
+    from safetensors.torch import load_file
+
+    return digest(load_file(str(Path(adapter_dir) / "adapter_model.safetensors")))
+
+
+def lora_b_norm(peft_model: PeftModel) -> float:
+    """Zero exactly for a fresh LoRA init (B = 0); non-zero once trained."""
+    return float(sum(p.detach().float().norm() ** 2 for n, p in peft_model.named_parameters()
+                     if "lora_B" in n and f".{ADAPTER_NAME}." in n) ** 0.5)

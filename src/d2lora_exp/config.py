@@ -1,0 +1,31 @@
+"""Where the Hydra configs live and the OmegaConf resolvers they use.
+
+Configs sit at the repository top level (`conf/`) for editing; a wheel carries them inside the
+package (`d2lora_exp/conf`, see pyproject). Importing this module registers the resolvers, so any
+code that composes the configs (the entry point, tests, notebooks) must import it first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def config_dir() -> Path:
+    """The `conf/` directory: inside the installed wheel, else the source checkout's top level."""
+    for candidate in (PACKAGE_DIR / "conf", PACKAGE_DIR.parents[1] / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"no conf/config.yaml next to {PACKAGE_DIR}; reinstall d2lora_exp")
+
+
+def bundled_path(name: str) -> str:
+    """Absolute path of a data file shipped with the package (the embedded default's data)."""
+    return str(PACKAGE_DIR / "bundled" / "data" / name)
+
+
+if not OmegaConf.has_resolver("bundled"):
+    OmegaConf.register_new_resolver("bundled", bundled_path)

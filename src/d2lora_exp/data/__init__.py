@@ -1,0 +1,1 @@
+"""Loading datasets (hub or local files), checking their schema, and taking nested subsets."""

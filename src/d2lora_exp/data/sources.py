@@ -1,0 +1,83 @@
+"""Load any dataset the configs name, from the hub or from a local JSON/JSONL/CSV/Parquet file.
+
+Every loader states the columns it needs; a file without them fails here, naming the columns it
+has, before anything trains.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+
+from ..errors import UserError
+
+_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+def _looks_local(path: str) -> bool:
+    return path.startswith((".", "/", "~")) or Path(path).suffix in _BUILDERS or os.path.exists(path)
+
+
+def load(source: Mapping[str, Any], what: str) -> Dataset:
+    """Load one split as a `datasets.Dataset`; `what` names the dataset role in error messages."""
+    import datasets
+
+    path = str(source["path"])
+    split = source.get("split") or "train"
+    if _looks_local(path):
+        local = Path(os.path.expanduser(path))
+        if not local.exists():
+            raise UserError(f"{what}: file {local} does not exist. Fix the path in the data config or on the command line.")
+        if local.is_file():
+            builder = _BUILDERS.get(local.suffix)
+            if builder is None:
+                raise UserError(f"{what}: {local} has suffix {local.suffix!r}; use one of {sorted(_BUILDERS)}.")
+            try:
+                ds = datasets.load_dataset(builder, data_files=str(local), split="train")
+            except Exception as err:  # noqa: BLE001 - arrow/json errors have many types
+                if "corresponds to no data" in str(err):
+                    raise UserError(f"{what}: {local} has no rows.") from err
+                raise UserError(f"{what}: {local} could not be parsed as {builder}: {err}") from err
+        else:
+            ds = datasets.load_dataset(str(local), split=split)
+    else:
+        kwargs = {k: source[k] for k in ("name", "data_files", "revision") if source.get(k) is not None}
+        try:
+            ds = datasets.load_dataset(path, split=split, **kwargs)
+        except Exception as err:  # noqa: BLE001
+            raise UserError(
+                f"{what}: could not load {path!r} from the hub ({err.__class__.__name__}: {str(err).splitlines()[0]}). "
+                "Without network, download it elsewhere and point the data config at a local file with the same columns."
+            ) from err
+    if len(ds) == 0:
+        raise UserError(f"{what}: {path} has no rows.")
+    return ds
+
+
+def require_columns(ds: Dataset, columns: Mapping[str, type | tuple[type, ...]], what: str) -> None:
+    """Fail with the missing/mistyped columns and the ones present; types are checked on the first row."""
+    missing = [c for c in columns if c not in ds.column_names]
+    if missing:
+        raise UserError(
+            f"{what}: missing column(s) {missing}; the data has {ds.column_names}. Use data in the real schema "
+            "or rename the columns (for the titles task, set task.columns.*)."
+        )
+    first = ds[0]
+    wrong = {c: type(first[c]).__name__ for c, t in columns.items() if not isinstance(first[c], t)}
+    if wrong:
+        expected = {c: getattr(columns[c], "__name__", str(columns[c])) for c in wrong}
+        raise UserError(f"{what}: column type(s) {wrong} where {expected} are expected.")
+
+
+def require_size(n_requested: int, pool: Sequence | Dataset, what: str) -> None:
+    if n_requested < 0:
+        raise UserError(f"data_size={n_requested} is negative; use an integer >= 0 (0 evaluates the initialisation).")
+    if n_requested > len(pool):
+        raise UserError(
+            f"data_size={n_requested} exceeds the {len(pool)} rows of the {what}; "
+            f"use data_size <= {len(pool)} or a larger dataset (e.g. experiment=paper for the hub data)."
+        )

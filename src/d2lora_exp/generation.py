@@ -1,0 +1,40 @@
+"""Batched greedy generation for evaluation: left padding, KV cache, longest prompts first."""
+
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+
+@torch.inference_mode()
+def generate(model, tokenizer, prompts: list[str], batch_size: int, max_new_tokens: int, desc: str = "eval") -> list[str]:
+    """Greedy completions of text prompts (already chat-rendered), returned in input order."""
+    if not prompts:
+        return []
+    was_training = model.training
+    model.eval()
+    padding_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    device = next(model.parameters()).device
+    # Sorting by length keeps padding (wasted compute) low inside each batch.
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    outputs: list[str | None] = [None] * len(prompts)
+    try:
+        with tqdm(total=len(prompts), desc=desc, unit="ex") as bar:
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
+                                  add_special_tokens=False).to(device)
+                generated = model.generate(
+                    **batch, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
+                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                    temperature=None, top_p=None, top_k=None,
+                )
+                new_tokens = generated[:, batch["input_ids"].shape[1] :]
+                for i, text in zip(idx, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
+                    outputs[i] = text.strip()
+                bar.update(len(idx))
+    finally:
+        tokenizer.padding_side = padding_side
+        model.train(was_training)
+    return outputs  # type: ignore[return-value]

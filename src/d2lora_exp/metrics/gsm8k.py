@@ -1,0 +1,158 @@
+"""GSM8K final-answer extraction and accuracy.
+
+Models phrase their final answer in many ways (``#### 18``, ``\\boxed{\\$18}``, "The answer is 18
+dollars."), so flexible accuracy tries explicit answer markers first, in Step-DPO's order, and only
+then falls back to the last number in the text; strict accuracy credits only the ``#### N`` and
+"The answer is N" formats the fine-tuning data teaches. Numbers are compared as values, not strings,
+so ``1,234``, ``$1234.00`` and ``1234`` all agree.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+# Thousands-grouped, then fractions, then plain decimals: order matters, or "1,234" would stop at "1".
+_NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+/\d+|\d+(?:\.\d+)?|\.\d+"
+# The look-behind keeps "16-3" from reading as minus three and "x2" or "1.5" tails from counting.
+_TOKEN_RE = re.compile(rf"(?<![\w.])(-)?[$€£¥]?\s?(-)?({_NUM})(?!\d)")
+_WHOLE_RE = re.compile(rf"(-)?\s*(-)?\s*({_NUM})\s*(?:%|[^\W\d][^\d]*)?\.?")
+_FINAL_RE = re.compile(r"final answer\s*(?:is\b|:)\s*([^\n]*)", re.IGNORECASE)
+_HASH_RE = re.compile(r"####\s*([^\n]*)")
+# "A:" only at a line start, or "Job A: 2000 hours" would be read as an answer marker.
+_ANSWER_RE = re.compile(r"(?:\bthe answer is\b|\banswer\s*:|^[ \t]*A\s*:)\s*([^\n]*)", re.IGNORECASE | re.MULTILINE)
+_STRICT_RE = re.compile(rf"(?:####|\bthe answer is)\s*:?\s*(-)?[$€£¥]?\s?(-)?({_NUM})(?!\d)", re.IGNORECASE)
+_TOLERANCE = 1e-3
+
+
+def _clean_latex(text: str) -> str:
+    """Reduce the LaTeX models wrap answers in to plain text, so one number grammar serves both."""
+    text = re.sub(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}", r"\1/\2", text)
+    text = re.sub(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}", r" \1", text)
+    text = text.replace("\\$", "$").replace("\\%", "%")
+    text = re.sub(r"\\[!,;: ]", "", text)
+    return text.replace("{", "").replace("}", "")
+
+
+def _canonical(negative: bool, digits: str) -> str | None:
+    """Exact parsing (Fraction) keeps 18.00 == 18 and large integers free of float rounding."""
+    try:
+        value = Fraction(digits.replace(",", ""))
+    except (ValueError, ZeroDivisionError):
+        return None
+    if negative:
+        value = -value
+    if value.denominator == 1:
+        return str(value.numerator)
+    text = f"{float(value):.6f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def normalise_number(s: str) -> str | None:
+    """Canonical form of a lone number with optional currency, units or %; None if it is not one."""
+    cleaned = re.sub(r"[$€£¥]", "", _clean_latex(s)).strip()
+    match = _WHOLE_RE.fullmatch(cleaned)
+    if match is None:
+        return None
+    return _canonical(bool(match.group(1)) != bool(match.group(2)), match.group(3))
+
+
+def _numbers(text: str) -> list[str]:
+    found = (_canonical(bool(m.group(1)) != bool(m.group(2)), m.group(3))
+             for m in _TOKEN_RE.finditer(_clean_latex(text)))
+    return [n for n in found if n is not None]
+
+
+def _last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...}; braces are matched because LaTeX like \\frac nests them."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, begin = 0, start + len("\\boxed")
+    for i in range(begin, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[begin + 1 : i]
+    return text[begin + 1 :]
+
+
+def _from_fragment(fragment: str, last: bool) -> str | None:
+    """An answer from text that follows a marker: a box wins, then the whole fragment, then a number in it."""
+    boxed = _last_boxed(fragment)
+    if boxed is not None:
+        fragment, last = boxed, True
+    whole = normalise_number(fragment)
+    if whole is not None:
+        return whole
+    numbers = _numbers(fragment)
+    return (numbers[-1] if last else numbers[0]) if numbers else None
+
+
+def extract_answer(text: str) -> str | None:
+    """The model's final answer, preferring explicit markers so worked steps are not mistaken for it."""
+    for pattern in (_FINAL_RE, _HASH_RE):
+        for match in reversed(list(pattern.finditer(text))):
+            answer = _from_fragment(match.group(1), last=False)
+            if answer is not None:
+                return answer
+    boxed = _last_boxed(text)
+    if boxed is not None:
+        answer = _from_fragment(boxed, last=True)
+        if answer is not None:
+            return answer
+    for match in reversed(list(_ANSWER_RE.finditer(text))):
+        answer = _from_fragment(match.group(1), last=False)
+        if answer is not None:
+            return answer
+    numbers = _numbers(text)
+    return numbers[-1] if numbers else None
+
+
+def strict_extract(text: str) -> str | None:
+    """Only the trained answer formats count, so strict accuracy measures format-following too."""
+    matches = list(_STRICT_RE.finditer(text))
+    if not matches:
+        return None
+    last = matches[-1]
+    return _canonical(bool(last.group(1)) != bool(last.group(2)), last.group(3))
+
+
+def reference_answer(solution: str) -> str:
+    """The gold number of a GSM8K solution, which by dataset convention follows its last '####'."""
+    if "####" not in solution:
+        raise ValueError(f"GSM8K reference has no '####' final-answer marker: {solution[-200:]!r}")
+    answer = normalise_number(solution.rsplit("####", 1)[1].strip())
+    if answer is None:
+        raise ValueError(f"GSM8K reference's '####' is not followed by a number: {solution[-200:]!r}")
+    return answer
+
+
+def _gold(reference: str) -> str:
+    if "####" in reference:
+        return reference_answer(reference)
+    answer = normalise_number(reference)
+    if answer is None:
+        raise ValueError(f"GSM8K reference is neither a solution with '####' nor a number: {reference!r}")
+    return answer
+
+
+def _same(prediction: str | None, gold: str) -> bool:
+    return prediction is not None and abs(float(Fraction(prediction)) - float(Fraction(gold))) <= _TOLERANCE
+
+
+def is_correct(prediction_text: str, reference: str) -> bool:
+    """Flexible correctness; the tolerance absorbs rounding such as 0.333333 for 1/3."""
+    return _same(extract_answer(prediction_text), _gold(reference))
+
+
+def score(predictions: list[str], references: list[str]) -> dict:
+    """Percent accuracy, flexible and strict, so runs with different output styles stay comparable."""
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions but {len(references)} references; they must pair up")
+    if not predictions:
+        raise ValueError("no predictions to score")
+    golds = [_gold(r) for r in references]
+    flexible = sum(_same(extract_answer(p), g) for p, g in zip(predictions, golds))
+    strict = sum(_same(strict_extract(p), g) for p, g in zip(predictions, golds))
+    n = len(predictions)
+    return {"accuracy": 100.0 * flexible / n, "strict_accuracy": 100.0 * strict / n, "n": n}

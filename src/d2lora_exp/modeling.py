@@ -1,0 +1,101 @@
+"""Load the base model and tokenizer: a hub id, a local directory, or the locally built tiny model.
+
+Access problems (gated repo without a token, no network, wrong id) are turned into one message that
+names the fix, and checked before any data is processed or any training starts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+
+def _is_local(name_or_path: str) -> bool:
+    return os.path.isdir(name_or_path) or name_or_path.startswith((".", "/", "~"))
+
+
+def ensure_available(model_cfg: Any) -> str:
+    """Build the embedded model if needed and check hub access; return what to pass to from_pretrained."""
+    name = str(model_cfg.name_or_path)
+    if model_cfg.get("build"):
+        if model_cfg.build != "tiny_llama":
+            raise UserError(f"unknown model.build={model_cfg.build!r}: the only builder is tiny_llama.")
+        from . import tiny_model
+
+        tiny_model.build(name)
+        return name
+    if _is_local(name):
+        if not os.path.isdir(os.path.expanduser(name)):
+            raise UserError(f"model.name_or_path={name!r} is not a directory. Point it at a saved model or a hub id.")
+        return os.path.expanduser(name)
+    if model_cfg.get("gated"):
+        _check_gated_access(name, model_cfg.get("revision"))
+    return name
+
+
+def _check_gated_access(repo_id: str, revision: str | None) -> None:
+    """A gated model needs a token unless its files are already in the local HF cache."""
+    from huggingface_hub import get_token, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    if isinstance(cached, str):
+        return
+    if get_token() is None:
+        raise UserError(
+            f"{repo_id} is a gated model and no Hugging Face token is set. Accept its licence at "
+            f"https://huggingface.co/{repo_id}, then `export HF_TOKEN=...` (or run `hf auth login`); "
+            "or point model.name_or_path at a local copy."
+        )
+
+
+def load_tokenizer(source: str, model_cfg: Any):
+    from transformers import AutoTokenizer
+
+    tokenizer = _hub_call(
+        AutoTokenizer.from_pretrained, source, revision=model_cfg.get("revision"),
+        trust_remote_code=bool(model_cfg.get("trust_remote_code", False)),
+    )
+    if tokenizer.chat_template is None:
+        raise UserError(
+            f"the tokenizer of {source} has no chat template; the tasks are zero-shot chat prompts. "
+            "Use an instruct/chat model or one whose tokenizer_config.json sets chat_template."
+        )
+    if tokenizer.pad_token is None:
+        # Llama-3 has no pad token; padding positions are masked, so any id works; eos is the usual choice.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(source: str, model_cfg: Any, device: str, dtype):
+    from transformers import AutoModelForCausalLM
+
+    model = _hub_call(
+        AutoModelForCausalLM.from_pretrained, source, revision=model_cfg.get("revision"),
+        dtype=dtype, attn_implementation=model_cfg.get("attn_implementation") or None,
+        trust_remote_code=bool(model_cfg.get("trust_remote_code", False)),
+    )
+    return model.to(device)
+
+
+def _hub_call(fn, source: str, **kwargs):
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    try:
+        return fn(source, **kwargs)
+    except GatedRepoError as err:
+        raise UserError(
+            f"access to {source} is gated and your token is not authorised for it: accept the licence at "
+            f"https://huggingface.co/{source} with the account of HF_TOKEN."
+        ) from err
+    except RepositoryNotFoundError as err:
+        raise UserError(f"no model {source!r} on the hub (or it is private): check model.name_or_path.") from err
+    except OSError as err:
+        if Path(source).exists():
+            raise
+        raise UserError(
+            f"could not load {source!r} ({err.__class__.__name__}: {str(err).splitlines()[0]}). Without network, "
+            "download it where there is one and set model.name_or_path to the local directory."
+        ) from err

@@ -1,0 +1,181 @@
+"""One experiment of the paper, top to bottom: check inputs, (warm-up), adaptation, evaluation, results.
+
+Every input that can be wrong (device, model access, data files and columns, data_size, method x
+task) is checked before the model is loaded, so a bad run fails in seconds with one message.
+Results are written as they are produced (metrics.json carries a status), so a crash late in a run
+keeps what was already computed (the warm-up adapter, the trained adapter, the timings).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from . import adapters, modeling, tracking, warmup
+from .data import sources, subsets
+from .device import resolve_device, resolve_dtype
+from .errors import UserError
+from .methods import get_method
+from .tasks import get_task
+
+log = logging.getLogger(__name__)
+
+
+class Results:
+    """metrics.json, rewritten after every phase so partial runs stay readable."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = {"status": "running"}
+
+    def update(self, **values: Any) -> None:
+        self.data.update(values)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, default=str))
+        tmp.replace(self.path)
+
+
+def _training_args(cfg: DictConfig, out_dir: Path, phase: dict[str, Any], device: str, dtype: torch.dtype) -> dict[str, Any]:
+    """Shared `train` settings, then the phase's own hyper-parameters, then its pass-through `args`."""
+    args = OmegaConf.to_container(cfg.train, resolve=True)
+    args.update(
+        output_dir=str(out_dir), seed=int(cfg.seed), report_to="none", save_strategy="no",
+        logging_first_step=True, use_cpu=device == "cpu", bf16=dtype == torch.bfloat16, disable_tqdm=False,
+        learning_rate=float(phase["learning_rate"]), num_train_epochs=float(phase["num_train_epochs"]),
+    )
+    args.update(OmegaConf.to_container(phase.get("args") or OmegaConf.create({}), resolve=True))
+    return args
+
+
+def _check_prompt_lengths(rows, tokenizer, max_length: int, what: str) -> None:
+    """A prompt that fills max_length leaves an empty completion: TRL then drops it silently (SFT) or
+    trains on NaN log-probs (ORPO). Refuse instead, naming the length that would fit."""
+    lengths = [len(ids) for ids in tokenizer(list(rows["prompt"]), add_special_tokens=False)["input_ids"]]
+    too_long = [n for n in lengths if n >= max_length]
+    if too_long:
+        raise UserError(
+            f"{len(too_long)} of {len(lengths)} {what} rows have prompts of >= train.max_length={max_length} tokens "
+            f"(longest {max(lengths)}), leaving no room for the answer. Raise train.max_length above {max(lengths)} "
+            "(or its per-phase override in method.args / init.warmup.args)."
+        )
+
+
+def _train(trainer, callback: tracking.PhaseLogger) -> dict[str, Any]:
+    start = time.perf_counter()
+    output = trainer.train()
+    losses = [h["loss"] for h in callback.history if "loss" in h]
+    return {"train_loss": float(output.training_loss), "first_loss": losses[0] if losses else None,
+            "last_loss": losses[-1] if losses else None, "steps": int(output.global_step),
+            "seconds": round(time.perf_counter() - start, 2), "log_history": callback.history}
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = Results(out_dir / "metrics.json")
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    # 1. Everything that can be wrong, before any work.
+    n = cfg.data_size
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise UserError(f"data_size={n!r} is not an integer; use an integer >= 0.")
+    if n < 0:
+        raise UserError(f"data_size={n} is negative; use an integer >= 0 (0 evaluates the initialisation).")
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.model.dtype, device)
+    method = get_method(cfg.method.name)
+    method.validate(cfg.method)
+    task = get_task(cfg.task)
+    warmup_cfg = cfg.init.warmup
+    model_source = modeling.ensure_available(cfg.model)
+    tokenizer = modeling.load_tokenizer(model_source, cfg.model)
+
+    pool = task.train_pool()
+    sources.require_size(n, pool, f"{task.name} training pool")
+    subset, subset_hash = subsets.nested_subset(pool, n, int(cfg.task.train.subset_seed))
+    train_rows = None
+    if n > 0:
+        train_rows = task.preference_rows(subset, tokenizer) if method.DATASET_KIND == "preference" else task.sft_rows(subset, tokenizer)
+    warmup_rows = warmup.sft_rows(warmup.load_pool(warmup_cfg), tokenizer) if warmup_cfg else None
+    sft = get_method("sft")
+    adapt_config = method.make_config(_training_args(cfg, out_dir / "trainer_adapt", cfg.method, device, dtype), cfg.method)
+    warmup_config = sft.make_config(_training_args(cfg, out_dir / "trainer_warmup", warmup_cfg, device, dtype), cfg.method) if warmup_cfg else None
+    if train_rows is not None:
+        _check_prompt_lengths(train_rows, tokenizer, adapt_config.max_length, f"{task.name} training")
+    if warmup_rows is not None:
+        _check_prompt_lengths(warmup_rows, tokenizer, warmup_config.max_length, "warm-up")
+    if cfg.eval.enabled:
+        task.eval_set()
+    results.update(init=cfg.init.name, method=cfg.method.name, task=task.name, data_size=n, seed=int(cfg.seed),
+                   model=cfg.model.name, device=device, dtype=str(dtype).removeprefix("torch."),
+                   subset_hash=subset_hash, pool_size=len(pool), warmup_rows=len(warmup_rows) if warmup_rows else 0,
+                   dpo_reference=cfg.method.get("reference") if cfg.method.name == "dpo" else None)
+    timings["checks"] = round(time.perf_counter() - t0, 2)
+
+    run = tracking.start(cfg.wandb, out_dir, cfg.run_name, job_type="adapt" if n > 0 else "eval",
+                         tags=[f"init:{cfg.init.name}", f"method:{cfg.method.name}", f"task:{task.name}",
+                               f"n:{n}", f"seed:{cfg.seed}"],
+                         config=OmegaConf.to_container(cfg, resolve=True))
+    try:
+        # 2. Base model.
+        t = time.perf_counter()
+        model = modeling.load_model(model_source, cfg.model, device, dtype)
+        timings["load_model"] = round(time.perf_counter() - t, 2)
+
+        # 3. Warm-up (D2LoRA only): SFT of fresh adapters on general data.
+        warmup_dir = out_dir / "warmup_adapter"
+        if warmup_rows is not None:
+            log.info("warm-up: SFT of fresh LoRA on %d general rows", len(warmup_rows))
+            model = adapters.fresh(model, cfg.lora, int(cfg.seed))
+            callback = tracking.PhaseLogger("warmup", run)
+            trainer = sft.build_trainer(model, tokenizer, warmup_rows, warmup_config, cfg.method, [callback])
+            stats = _train(trainer, callback)
+            adapters.save(model, warmup_dir)
+            timings["warmup"] = stats.pop("seconds")
+            results.update(warmup={**stats, "adapter": str(warmup_dir), "digest": adapters.file_digest(warmup_dir)},
+                           timings=timings)
+            if n > 0:
+                model = model.unload()  # back to the clean base; adaptation reloads the saved adapter
+
+        # 4. Adaptation on the first n rows of the task pool.
+        if n > 0:
+            model = adapters.load_trainable(model, warmup_dir) if warmup_rows is not None else adapters.fresh(model, cfg.lora, int(cfg.seed))
+            start = {"digest": adapters.live_digest(model), "lora_b_norm": adapters.lora_b_norm(model)}
+            log.info("adaptation: %s on %d %s rows", cfg.method.name, n, task.name)
+            callback = tracking.PhaseLogger("adapt", run)
+            trainer = method.build_trainer(model, tokenizer, train_rows, adapt_config, cfg.method, [callback])
+            stats = _train(trainer, callback)
+            model = trainer.model
+            adapter_dir = adapters.save(model, out_dir / "adapter")
+            timings["adapt"] = stats.pop("seconds")
+            results.update(adapt={**stats, "start": start, "adapter": str(adapter_dir),
+                                  "digest": adapters.file_digest(adapter_dir),
+                                  "lora_b_norm": adapters.lora_b_norm(model)}, timings=timings)
+
+        # 5. Evaluation on the held-out set.
+        metrics: dict[str, float] = {}
+        if cfg.eval.enabled:
+            t = time.perf_counter()
+            metrics = task.evaluate(model, tokenizer, cfg.eval, out_dir)
+            timings["eval"] = round(time.perf_counter() - t, 2)
+        timings["total"] = round(time.perf_counter() - t0, 2)
+        results.update(metrics=metrics, metric=cfg.task.eval.metric, score=metrics.get(cfg.task.eval.metric),
+                       timings=timings, status="complete")
+        if run is not None:
+            run.summary.update({"data_size": n, "init": cfg.init.name, "method": cfg.method.name, "task": task.name,
+                                "seed": int(cfg.seed), **{f"eval/{k}": v for k, v in metrics.items()},
+                                **{f"time/{k}": v for k, v in timings.items()}})
+        return results.data
+    except BaseException as err:
+        results.update(status="failed", error=f"{err.__class__.__name__}: {err}", timings=timings)
+        raise
+    finally:
+        if run is not None:
+            run.finish(exit_code=0 if results.data.get("status") == "complete" else 1)

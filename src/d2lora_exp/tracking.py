@@ -1,0 +1,82 @@
+"""Weights & Biases: one run per experiment, offline unless an API key is configured.
+
+`wandb.init` is called by us (not by the HF Trainer, whose integration is switched off) so that
+group, job type, tags and the resolved config are set, both phases log under their own prefix
+(warmup/*, adapt/*), and the run is always finished, so multirun jobs never merge.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+SECRET_KEY = re.compile(r"(token|api_key|apikey|password|secret)", re.IGNORECASE)
+
+
+def scrub(obj: Any) -> Any:
+    """Drop secret-looking keys from a (nested) config before it is logged or dumped."""
+    if isinstance(obj, dict):
+        return {k: scrub(v) for k, v in obj.items() if not SECRET_KEY.search(str(k))}
+    if isinstance(obj, list):
+        return [scrub(v) for v in obj]
+    return obj
+
+
+def flatten(obj: dict, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in obj.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            flat.update(flatten(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+def has_api_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def resolve_mode(mode: str) -> str:
+    if mode == "auto":
+        return "online" if has_api_key() else "offline"
+    return mode
+
+
+def start(wandb_cfg: Any, run_dir: Path, name: str, job_type: str, tags: list[str], config: dict):
+    if not wandb_cfg.enabled or resolve_mode(wandb_cfg.mode) == "disabled":
+        return None
+    import wandb
+
+    return wandb.init(
+        project=wandb_cfg.project, entity=wandb_cfg.entity, dir=str(run_dir), mode=resolve_mode(wandb_cfg.mode),
+        group=wandb_cfg.group, job_type=job_type, name=name, tags=tags + list(wandb_cfg.tags or []),
+        config=flatten(scrub(config)), reinit="finish_previous",
+    )
+
+
+class PhaseLogger(TrainerCallback):
+    """Logs trainer metrics as `<phase>/<name>` with its own step axis, and keeps the history."""
+
+    def __init__(self, phase: str, run) -> None:
+        self.phase = phase
+        self.run = run
+        self.history: list[dict[str, float]] = []
+        if run is not None:
+            run.define_metric(f"{phase}/*", step_metric=f"{phase}/step")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float))}
+        self.history.append({"step": state.global_step, **logs})
+        if self.run is not None:
+            self.run.log({f"{self.phase}/{k}": v for k, v in logs.items()} | {f"{self.phase}/step": state.global_step})

@@ -1,0 +1,109 @@
+"""Each bad input stops before any training with one message that names the fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from d2lora_exp import runner
+from d2lora_exp.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _no_training(monkeypatch):
+    """Make any attempt to build a model fail loudly, proving the check came first."""
+    from d2lora_exp import modeling
+
+    def forbidden(*a, **k):
+        raise AssertionError("the model was loaded before the bad input was detected")
+
+    monkeypatch.setattr(modeling, "load_model", forbidden)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["data_size=-1"], r"data_size=-1 is negative; use an integer >= 0"),
+        (["data_size=5000"], r"data_size=5000 exceeds the 1200 rows of the math training pool; use data_size <= 1200"),
+        (["task=titles", "data_size=301"], r"exceeds the 300 rows of the titles training pool"),
+        (["device=cuda"], r"device=cuda was requested but no CUDA GPU.*pass device=cpu"),
+        (["task=titles", "method=dpo"], r"task 'titles' has no preference pairs.*use method=sft"),
+        (["method=orpo", "train.max_length=64"], r"prompts of >= train.max_length=64 tokens.*Raise train.max_length"),
+        (["init=d2lora", "init.warmup.size=100000"], r"exceeds the \d+ rows of the warm-up pool"),
+        (["init=d2lora", "method=dpo", "method.reference=parent"], r"method.reference='parent': use init .* or base"),
+    ],
+)
+def test_bad_values_fail_before_training(make_cfg, monkeypatch, overrides, message):
+    if "device=cuda" in overrides and __import__("torch").cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    _no_training(monkeypatch)
+    with pytest.raises(UserError, match=message):
+        runner.run(make_cfg(*overrides))
+
+
+def test_missing_column_in_a_data_file(make_cfg, monkeypatch, tmp_path):
+    bad = tmp_path / "math.jsonl"
+    bad.write_text(json.dumps({"prompt": "p", "initial_reason_steps": "", "chosen": "c", "rejected": "r", "answer": "1"}) + "\n")
+    _no_training(monkeypatch)
+    with pytest.raises(UserError, match=r"missing column\(s\) \['full_chosen'\]"):
+        runner.run(make_cfg(f"data.math_train.path={bad}"))
+
+
+def test_titles_columns_are_configurable_and_checked(make_cfg, monkeypatch):
+    _no_training(monkeypatch)
+    with pytest.raises(UserError, match=r"missing column\(s\) \['summary'\].*\['title', 'abstract'\]"):
+        runner.run(make_cfg("task=titles", "task.columns.abstract=summary"))
+
+
+def test_gated_model_without_token(make_cfg, monkeypatch, tmp_path):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # no cached login, no cached model
+    import huggingface_hub.constants as c
+
+    monkeypatch.setattr(c, "HF_TOKEN_PATH", str(tmp_path / "hf_home" / "token"))
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
+    _no_training(monkeypatch)
+    with pytest.raises(UserError, match=r"meta-llama/Llama-3.1-8B-Instruct is a gated model.*export HF_TOKEN"):
+        runner.run(make_cfg("model=llama3_1_8b_instruct", "device=cpu"))
+
+
+@pytest.mark.parametrize("method, cls", [("sft", "SFTConfig"), ("dpo", "DPOConfig"), ("orpo", "ORPOConfig")])
+def test_unknown_trl_setting_is_rejected_before_training(make_cfg, monkeypatch, method, cls):
+    _no_training(monkeypatch)
+    with pytest.raises(UserError, match=rf"\['learning_rte'\] are not fields of {cls}"):
+        runner.run(make_cfg(f"method={method}", "+method.args.learning_rte=1.0"))
+
+
+def test_unknown_warmup_setting_is_rejected_before_training(make_cfg, monkeypatch):
+    _no_training(monkeypatch)
+    with pytest.raises(UserError, match=r"\['packin'\] are not fields of SFTConfig"):
+        runner.run(make_cfg("init=d2lora", "+init.warmup.args.packin=true"))
+
+
+def _cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "D2LORA_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "offline"}
+    return subprocess.run([sys.executable, "-m", "d2lora_exp", *args, f"hydra.run.dir={tmp_path / 'run'}"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+
+
+@pytest.mark.slow
+def test_cli_unknown_option_in_a_group_lists_the_choices(tmp_path):
+    proc = _cli("method=ppo", tmp_path=tmp_path)
+    assert proc.returncode != 0
+    assert "Could not find 'method/ppo'" in proc.stderr and "dpo" in proc.stderr and "orpo" in proc.stderr
+
+
+@pytest.mark.slow
+def test_cli_user_error_is_one_line_without_traceback(tmp_path):
+    proc = _cli("data_size=-3", tmp_path=tmp_path)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("d2lora_exp: error:")]
+    assert errors == ["d2lora_exp: error: data_size=-3 is negative; use an integer >= 0 (0 evaluates the initialisation)."]
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,116 @@
+"""The real chain (warm-up -> adaptation -> evaluation) on the tiny model, for every init x method."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from d2lora_exp import adapters, runner
+
+pytestmark = pytest.mark.slow
+
+
+def _metrics(out: Path) -> dict:
+    return json.loads((out / "metrics.json").read_text())
+
+
+def _wandb_run(out: Path) -> dict:
+    """Read back what the offline W&B run logged, with W&B's own reader."""
+    (run_dir,) = (out / "wandb").glob("offline-run-*")
+    cli = Path(sys.executable).with_name("wandb")
+    proc = subprocess.run([str(cli), "leet", "inspect", "--summary", "--json", str(run_dir)],
+                          capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize("method", ["sft", "dpo", "orpo"])
+@pytest.mark.parametrize("init", ["lora", "d2lora"])
+def test_chain_trains_saves_evaluates_and_logs(make_cfg, init, method):
+    cfg = make_cfg(f"init={init}", f"method={method}")
+    result = runner.run(cfg)
+    out = Path(cfg.paths.output_dir)
+    saved = _metrics(out)
+    assert saved["status"] == "complete" and saved == json.loads(json.dumps(result, default=str))
+    assert (saved["init"], saved["method"], saved["data_size"]) == (init, method, 8)
+
+    # The adapter was trained: saved as safetensors, and different from where adaptation started.
+    adapter_dir = out / "adapter"
+    assert (adapter_dir / "adapter_model.safetensors").is_file()
+    assert not (adapter_dir / "adapter_model.bin").exists()
+    assert adapters.file_digest(adapter_dir) != saved["adapt"]["start"]["digest"]
+    assert saved["adapt"]["lora_b_norm"] > 0
+    assert math.isfinite(saved["adapt"]["train_loss"]) and saved["adapt"]["steps"] == 2
+
+    if init == "d2lora":
+        # Adaptation starts from the warm-up adapter's weights, not from a fresh init.
+        assert saved["adapt"]["start"]["digest"] == adapters.file_digest(out / "warmup_adapter")
+        assert saved["adapt"]["start"]["lora_b_norm"] > 0
+    else:
+        assert not (out / "warmup_adapter").exists()
+        assert saved["adapt"]["start"]["lora_b_norm"] == 0.0
+
+    # Evaluation: metric, per-example predictions, and the same numbers in the W&B run.
+    assert 0.0 <= saved["metrics"]["accuracy"] <= 100.0 and saved["metrics"]["eval_n"] == 4
+    predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(predictions) == 4 and {"question", "output", "extracted", "correct"} <= set(predictions[0])
+    logged = _wandb_run(out)
+    summary = logged["summary"]
+    assert logged["config"]["init.name"] == init and logged["config"]["data_size"] == 8
+    assert logged["name"] == f"{init}-{method}-math-n8-s0" and logged["exit_code"] == 0
+    assert summary["eval/accuracy"] == saved["metrics"]["accuracy"]
+    assert (summary["data_size"], summary["init"], summary["method"]) == (8, init, method)
+    assert "adapt/loss" in summary
+
+
+@pytest.mark.parametrize("init", ["lora", "d2lora"])
+def test_data_size_zero_evaluates_the_initialisation(make_cfg, init):
+    cfg = make_cfg(f"init={init}", "data_size=0")
+    result = runner.run(cfg)
+    out = Path(cfg.paths.output_dir)
+    assert result["status"] == "complete" and "adapt" not in result
+    assert not (out / "adapter").exists()
+    assert (out / "predictions.jsonl").is_file()
+    assert ("warmup" in result) == (init == "d2lora")
+    assert (out / "warmup_adapter" / "adapter_model.safetensors").is_file() == (init == "d2lora")
+
+
+def test_titles_task_reports_rouge(make_cfg):
+    result = runner.run(make_cfg("task=titles"))
+    assert set(result["metrics"]) >= {"rouge1", "rouge2", "rougeL"}
+    assert result["metric"] == "rougeL" and result["score"] == result["metrics"]["rougeL"]
+
+
+def test_results_survive_a_crash_after_training(make_cfg, monkeypatch):
+    """A failure in evaluation keeps the warm-up, the trained adapter and the training stats."""
+    cfg = make_cfg("init=d2lora")
+    from d2lora_exp.tasks.math import MathTask
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("simulated crash in evaluation")
+
+    monkeypatch.setattr(MathTask, "evaluate", boom)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        runner.run(cfg)
+    out = Path(cfg.paths.output_dir)
+    saved = _metrics(out)
+    assert saved["status"] == "failed" and "simulated crash" in saved["error"]
+    assert (out / "warmup_adapter" / "adapter_model.safetensors").is_file()
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert saved["adapt"]["steps"] == 2
+
+
+def test_secrets_never_reach_outputs(make_cfg, monkeypatch):
+    secret_hf, secret_wandb = "hf_SECRETsecret123456", "wandbSECRETkey0987654321"
+    monkeypatch.setenv("HF_TOKEN", secret_hf)
+    monkeypatch.setenv("WANDB_API_KEY", secret_wandb)
+    cfg = make_cfg("init=d2lora", "wandb.mode=offline")
+    runner.run(cfg)
+    for path in Path(cfg.paths.output_dir).rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert secret_hf.encode() not in data and secret_wandb.encode() not in data, path
