@@ -39,6 +39,10 @@ def load_trainable(model, adapter_dir: str | Path) -> PeftModel:
     return peft_model
 
 
+def load_frozen(model, adapter_dir: str | Path) -> PeftModel:
+    return PeftModel.from_pretrained(model, str(adapter_dir), adapter_name=ADAPTER_NAME, is_trainable=False)
+
+
 def save(peft_model: PeftModel, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     peft_model.save_pretrained(str(out_dir), selected_adapters=[ADAPTER_NAME], safe_serialization=True)

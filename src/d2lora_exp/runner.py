@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import adapters, modeling, tracking, warmup
+from . import adapters, modeling, tracking, warmup, warmup_cache
 from .data import sources, subsets
 from .device import resolve_device, resolve_dtype
 from .errors import UserError
@@ -119,34 +119,53 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                    dpo_reference=cfg.method.get("reference") if cfg.method.name == "dpo" else None)
     timings["checks"] = round(time.perf_counter() - t0, 2)
 
-    run = tracking.start(cfg.wandb, out_dir, cfg.run_name, job_type="adapt" if n > 0 else "eval",
-                         tags=[f"init:{cfg.init.name}", f"method:{cfg.method.name}", f"task:{task.name}",
-                               f"n:{n}", f"seed:{cfg.seed}"],
-                         config=OmegaConf.to_container(cfg, resolve=True))
+    run = None
     try:
         # 2. Base model.
         t = time.perf_counter()
         model = modeling.load_model(model_source, cfg.model, device, dtype)
         timings["load_model"] = round(time.perf_counter() - t, 2)
 
-        # 3. Warm-up (D2LoRA only): SFT of fresh adapters on general data.
-        warmup_dir = out_dir / "warmup_adapter"
+        # 3. Warm-up (D2LoRA only): SFT of fresh adapters on general data, trained once and cached.
+        warmup_dir: Path | None = None
         if warmup_rows is not None:
-            log.info("warm-up: SFT of fresh LoRA on %d general rows", len(warmup_rows))
-            model = adapters.fresh(model, cfg.lora, int(cfg.seed))
-            callback = tracking.PhaseLogger("warmup", run)
-            trainer = sft.build_trainer(model, tokenizer, warmup_rows, warmup_config, cfg.method, [callback])
-            stats = _train(trainer, callback)
-            adapters.save(model, warmup_dir)
-            timings["warmup"] = stats.pop("seconds")
-            results.update(warmup={**stats, "adapter": str(warmup_dir), "digest": adapters.file_digest(warmup_dir)},
-                           timings=timings)
-            if n > 0:
-                model = model.unload()  # back to the clean base; adaptation reloads the saved adapter
+            material = warmup_cache.key_material(cfg, str(dtype).removeprefix("torch."))
+
+            def build_warmup(target: Path) -> dict[str, Any]:
+                nonlocal model
+                key = warmup_cache.cache_key(material)
+                log.info("warm-up %s: SFT of fresh LoRA on %d general rows", key, len(warmup_rows))
+                wrun = tracking.start(cfg.wandb, out_dir, f"warmup-{key[:8]}-s{cfg.seed}", job_type="warmup",
+                                      tags=[f"warmup:{key}", f"seed:{cfg.seed}"], config=material)
+                try:
+                    model = adapters.fresh(model, cfg.lora, int(cfg.seed))
+                    callback = tracking.PhaseLogger("warmup", wrun)
+                    trainer = sft.build_trainer(model, tokenizer, warmup_rows, warmup_config, cfg.method, [callback])
+                    stats = _train(trainer, callback)
+                    adapters.save(model, target)
+                    model = model.unload()  # back to the clean base; later phases load the saved adapter
+                finally:
+                    if wrun is not None:
+                        wrun.finish()
+                return {**stats, "rows": len(warmup_rows), "trained_by": str(out_dir),
+                        "wandb_run": {"id": wrun.id, "name": wrun.name} if wrun is not None else None}
+
+            t = time.perf_counter()
+            warmup_dir, record, reused = warmup_cache.get_or_build(Path(cfg.paths.cache_dir) / "warmups", material, build_warmup)
+            timings["warmup"] = round(time.perf_counter() - t, 2)
+            results.update(warmup={**{k: record.get(k) for k in ("key", "train_loss", "first_loss", "last_loss", "steps",
+                                                                  "rows", "trained_by", "wandb_run")},
+                                   "reused": reused, "adapter": str(warmup_dir),
+                                   "digest": adapters.file_digest(warmup_dir)}, timings=timings)
+
+        run = tracking.start(cfg.wandb, out_dir, cfg.run_name, job_type="adapt" if n > 0 else "eval",
+                             tags=[f"init:{cfg.init.name}", f"method:{cfg.method.name}", f"task:{task.name}",
+                                   f"n:{n}", f"seed:{cfg.seed}"],
+                             config={**OmegaConf.to_container(cfg, resolve=True), "warmup_used": results.data.get("warmup")})
 
         # 4. Adaptation on the first n rows of the task pool.
         if n > 0:
-            model = adapters.load_trainable(model, warmup_dir) if warmup_rows is not None else adapters.fresh(model, cfg.lora, int(cfg.seed))
+            model = adapters.load_trainable(model, warmup_dir) if warmup_dir else adapters.fresh(model, cfg.lora, int(cfg.seed))
             start = {"digest": adapters.live_digest(model), "lora_b_norm": adapters.lora_b_norm(model)}
             log.info("adaptation: %s on %d %s rows", cfg.method.name, n, task.name)
             callback = tracking.PhaseLogger("adapt", run)
@@ -158,6 +177,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             results.update(adapt={**stats, "start": start, "adapter": str(adapter_dir),
                                   "digest": adapters.file_digest(adapter_dir),
                                   "lora_b_norm": adapters.lora_b_norm(model)}, timings=timings)
+
+        elif warmup_dir is not None:
+            model = adapters.load_frozen(model, warmup_dir)  # data_size=0: evaluate the warm-up itself
 
         # 5. Evaluation on the held-out set.
         metrics: dict[str, float] = {}
