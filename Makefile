@@ -3,10 +3,14 @@ PYTHON ?= python
 VENV ?= .venv
 ARGS ?=
 
-.PHONY: help install demo test test-fast data clean
+SWEEP = $(VENV)/bin/python -m d2lora_exp --config-dir sweeps --config-name
+SWEEP_DIR ?= outputs/sweeps/paper-math
+
+.PHONY: help install demo test test-fast data clean report \
+	sweep-learning-curves sweep-exp1 sweep-exp2-math sweep-exp2-titles sweep-forgetting sweep-low-data
 
 help:  ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-20s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-24s %s\n", $$1, $$2}'
 
 STAMP := $(VENV)/.installed
 
@@ -31,6 +35,28 @@ test-fast: $(STAMP)  ## unit tests only, no end-to-end training runs
 
 data: $(STAMP)  ## regenerate the bundled data files from their seeded generator
 	$(VENV)/bin/python -m d2lora_exp.bundled.generate
+
+sweep-learning-curves: $(STAMP)  ## Exp1 + Exp2 on math (paper Figures 1-2); ARGS="..." adds overrides
+	$(SWEEP) exp1_data_scaling $(ARGS)
+	$(SWEEP) exp2_math $(ARGS)
+
+sweep-exp1: $(STAMP)  ## Exp1: LoRA data scaling on math, SFT/DPO/ORPO x 1k-10k
+	$(SWEEP) exp1_data_scaling $(ARGS)
+
+sweep-exp2-math: $(STAMP)  ## Exp2: D2LoRA vs LoRA on math, with ARC-Easy after each run
+	$(SWEEP) exp2_math $(ARGS)
+
+sweep-exp2-titles: $(STAMP)  ## Exp2: D2LoRA vs LoRA on title generation (SFT)
+	$(SWEEP) exp2_titles $(ARGS)
+
+sweep-forgetting: $(STAMP)  ## Exp3: ARC-Easy after each Exp2 math run (shares the Exp2 runs)
+	$(SWEEP) exp3_forgetting $(ARGS)
+
+sweep-low-data: $(STAMP)  ## Exp4: ORPO below 1k examples, D2LoRA vs LoRA
+	$(SWEEP) exp4_low_data $(ARGS)
+
+report: $(STAMP)  ## tables + PNG curves of a sweep: make report SWEEP_DIR=outputs/sweeps/paper-math
+	$(VENV)/bin/python -m d2lora_exp.report $(SWEEP_DIR)
 
 clean:  ## remove run outputs (keeps the cached tiny model)
 	rm -rf outputs/runs outputs/multirun

@@ -18,6 +18,13 @@ from .errors import UserError  # noqa: E402
 log = logging.getLogger("d2lora_exp")
 
 
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from . import runner
@@ -26,10 +33,13 @@ def main(cfg: DictConfig) -> float | None:
         result = runner.run(cfg)
     except UserError as err:
         print(f"d2lora_exp: error: {err}", file=sys.stderr)
+        if _in_multirun():
+            raise  # Hydra records the failed job and the sweep goes on with the others
         sys.exit(2)
     metrics = result.get("metrics", {})
     summary = ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
-    print(f"[d2lora_exp] {cfg.run_name}: {summary or 'no evaluation'} "
+    skipped = " (already complete, skipped)" if result.get("skipped") else ""
+    print(f"[d2lora_exp] {cfg.run_name}{skipped}: {summary or 'no evaluation'} "
           f"(total {result['timings']['total']:.0f}s) -> {cfg.paths.output_dir}")
     return result.get("score")
 

@@ -17,12 +17,13 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import adapters, modeling, tracking, warmup, warmup_cache
+from . import adapters, modeling, resume, tracking, warmup, warmup_cache
 from .data import sources, subsets
 from .device import resolve_device, resolve_dtype
 from .errors import UserError
 from .methods import get_method
 from .tasks import get_task
+from .tasks.base import limited
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,14 @@ def _train(trainer, callback: tracking.PhaseLogger) -> dict[str, Any]:
 def run(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    digest = resume.config_hash(cfg)
+    done = resume.previous_result(out_dir, digest)
+    if done is not None:
+        log.info("%s: already complete in %s, skipped", cfg.run_name, out_dir)
+        return {**done, "skipped": True}
     results = Results(out_dir / "metrics.json")
+    results.update(config_hash=digest, run_name=cfg.run_name,
+                   config=tracking.scrub(OmegaConf.to_container(cfg, resolve=True)))
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
 
@@ -111,8 +119,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         _check_prompt_lengths(train_rows, tokenizer, adapt_config.max_length, f"{task.name} training")
     if warmup_rows is not None:
         _check_prompt_lengths(warmup_rows, tokenizer, warmup_config.max_length, "warm-up")
+    arc_set = None
     if cfg.eval.enabled:
         task.eval_set()
+        if cfg.eval.forgetting:
+            from . import forgetting
+
+            arc_set = sources.load(cfg.eval.forgetting_data, "ARC-Easy (forgetting)")
+            sources.require_columns(arc_set, forgetting.ARC_COLUMNS, "ARC-Easy (forgetting)")
+            arc_set = limited(arc_set, cfg.eval.limit)
+            for row in arc_set:
+                forgetting.gold_index(row)
     results.update(init=cfg.init.name, method=cfg.method.name, task=task.name, data_size=n, seed=int(cfg.seed),
                    model=cfg.model.name, device=device, dtype=str(dtype).removeprefix("torch."),
                    subset_hash=subset_hash, pool_size=len(pool), warmup_rows=len(warmup_rows) if warmup_rows else 0,
@@ -186,6 +203,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if cfg.eval.enabled:
             t = time.perf_counter()
             metrics = task.evaluate(model, tokenizer, cfg.eval, out_dir)
+            if arc_set is not None:
+                from . import forgetting
+
+                metrics.update(forgetting.evaluate_arc(model, tokenizer, arc_set, cfg.eval.batch_size,
+                                                       out_dir / "predictions_arc_easy.jsonl"))
             timings["eval"] = round(time.perf_counter() - t, 2)
         timings["total"] = round(time.perf_counter() - t0, 2)
         results.update(metrics=metrics, metric=cfg.task.eval.metric, score=metrics.get(cfg.task.eval.metric),

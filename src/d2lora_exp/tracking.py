@@ -80,3 +80,34 @@ class PhaseLogger(TrainerCallback):
         self.history.append({"step": state.global_step, **logs})
         if self.run is not None:
             self.run.log({f"{self.phase}/{k}": v for k, v in logs.items()} | {f"{self.phase}/step": state.global_step})
+
+
+def log_sweep_summary(wandb_cfg: Any, sweep_dir: Path, sweep_name: str, written: dict[str, Any]) -> str | None:
+    """One summary run per sweep: the results table and metric-vs-data_size charts, LoRA and D2LoRA as
+    series per method (the paper's learning-curve figures), plus the local PNGs."""
+    if not wandb_cfg.enabled or resolve_mode(wandb_cfg.mode) == "disabled" or not written["rows"]:
+        return None
+    import wandb
+
+    run = wandb.init(project=wandb_cfg.project, entity=wandb_cfg.entity, dir=str(sweep_dir),
+                     mode=resolve_mode(wandb_cfg.mode), group=sweep_name, job_type="summary",
+                     name=f"summary-{sweep_name}", tags=["summary"], reinit="finish_previous")
+    try:
+        columns = ["task", "method", "init", "data_size", "seed", "metric", "value"]
+        run.log({"results": wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in written["rows"]])})
+        stats = written["stats"]
+        for task, metric, method in sorted({(k[0], k[1], k[2]) for k in stats}):
+            inits = sorted({k[3] for k in stats if k[:3] == (task, metric, method)}, key=lambda i: i != "lora")
+            sizes = sorted({k[4] for k in stats if k[:3] == (task, metric, method)})
+            xs, ys = [], []
+            for init in inits:
+                points = [s for s in sizes if (task, metric, method, init, s) in stats]
+                xs.append(points)
+                ys.append([stats[(task, metric, method, init, s)]["mean"] for s in points])
+            run.log({f"curve/{task}/{metric}/{method}": wandb.plot.line_series(
+                xs=xs, ys=ys, keys=inits, title=f"{task} {metric}: {method}", xname="data_size")})
+        for path in written["plots"]:
+            run.log({f"png/{Path(path).stem}": wandb.Image(str(path))})
+        return run.id
+    finally:
+        run.finish()

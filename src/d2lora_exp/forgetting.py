@@ -1,0 +1,115 @@
+"""ARC-Easy as the forgetting benchmark (paper Exp3), scored by the log-likelihood of each choice.
+
+Each choice is scored as the assistant's continuation of a chat prompt holding the question (choices
+are not listed in the prompt, lm-evaluation-harness style), so no answer format must be learnt and a
+model that forgot general knowledge shows it directly. Two accuracies: `arc_acc` picks the choice
+with the highest summed log-probability; `arc_acc_norm` divides it by the choice's length in UTF-8
+bytes first (lm-eval's acc_norm), which removes the bias toward short answers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from tqdm.auto import tqdm
+
+from . import chat
+from .errors import UserError
+
+ARC_COLUMNS = {"question": str, "choices": dict, "answerKey": str}
+
+
+def gold_index(row: dict) -> int:
+    """Labels are A-D in most rows, 1-4 in about 4%, and some rows have 3 or 5 choices."""
+    labels = list(row["choices"]["label"])
+    if row["answerKey"] not in labels:
+        raise UserError(f"ARC-Easy row {row.get('id', '?')}: answerKey {row['answerKey']!r} is not among labels {labels}.")
+    return labels.index(row["answerKey"])
+
+
+def prompt_text(tokenizer, question: str) -> str:
+    return chat.user_prompt(tokenizer, f"{question}\nAnswer:")
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+@torch.inference_mode()
+def choice_logprobs(model, tokenizer, prompts: list[str], continuations: list[str], batch_size: int) -> list[tuple[float, int]]:
+    """(sum of log p(continuation tokens | prompt), number of continuation tokens) per pair.
+
+    The continuation starts where the tokens of prompt+continuation diverge from the prompt's, so
+    tokens merging across the boundary are scored as part of the answer.
+    """
+    pairs = []
+    for prompt, cont in zip(prompts, continuations, strict=True):
+        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        full = tokenizer(prompt + cont, add_special_tokens=False)["input_ids"]
+        start = min(_common_prefix(p_ids, full), len(full) - 1)
+        pairs.append((full, max(start, 1)))
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    out: list[tuple[float, int]] = []
+    try:
+        for i in range(0, len(pairs), batch_size):
+            batch = pairs[i : i + batch_size]
+            width = max(len(ids) for ids, _ in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for j, (seq, _) in enumerate(batch):  # right padding: positions stay those of the unpadded sequence
+                ids[j, : len(seq)] = torch.tensor(seq)
+                mask[j, : len(seq)] = 1
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+            logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
+            targets = ids[:, 1:].to(device)
+            token_lp = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1).cpu()
+            for j, (seq, start) in enumerate(batch):
+                # token t is predicted at position t-1
+                out.append((float(token_lp[j, start - 1 : len(seq) - 1].sum()), len(seq) - start))
+    finally:
+        model.train(was_training)
+    return out
+
+
+def evaluate_arc(model, tokenizer, dataset: Dataset, batch_size: int, out_path: Path | None = None) -> dict[str, float]:
+    rows = list(dataset)
+    prompts, conts = [], []
+    for row in rows:
+        prompt = prompt_text(tokenizer, row["question"])
+        prompts += [prompt] * len(row["choices"]["text"])
+        conts += list(row["choices"]["text"])
+    scores: list[tuple[float, int]] = []
+    with tqdm(total=len(prompts), desc="eval arc-easy", unit="choice") as bar:
+        for i in range(0, len(prompts), batch_size * 8):
+            scores += choice_logprobs(model, tokenizer, prompts[i : i + batch_size * 8], conts[i : i + batch_size * 8], batch_size)
+            bar.update(min(batch_size * 8, len(prompts) - i))
+    correct = correct_norm = 0
+    records = []
+    k = 0
+    for row in rows:
+        n = len(row["choices"]["text"])
+        lps = [s for s, _ in scores[k : k + n]]
+        norm = [lp / max(1, len(t.encode("utf-8"))) for lp, t in zip(lps, row["choices"]["text"])]
+        k += n
+        gold = gold_index(row)
+        pred, pred_norm = max(range(n), key=lps.__getitem__), max(range(n), key=norm.__getitem__)
+        correct += pred == gold
+        correct_norm += pred_norm == gold
+        records.append({"id": row.get("id"), "question": row["question"], "choices": list(row["choices"]["text"]),
+                        "gold": row["answerKey"], "pred": row["choices"]["label"][pred],
+                        "pred_norm": row["choices"]["label"][pred_norm], "logprobs": lps,
+                        "correct": pred == gold, "correct_norm": pred_norm == gold})
+    if out_path is not None:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    n_rows = max(1, len(rows))
+    return {"arc_acc": 100.0 * correct / n_rows, "arc_acc_norm": 100.0 * correct_norm / n_rows, "arc_n": len(rows)}

@@ -1,0 +1,126 @@
+"""Local report of a sweep, no W&B account needed: `python -m d2lora_exp.report <sweep dir>`.
+
+Reads every finished run's metrics.json under the directory and writes, next to them,
+`results.csv` (one row per run), `report.md` (the paper's layout: rows method x init, columns data
+sizes, mean ± std over seeds) and one PNG of learning curves per task metric, LoRA and D2LoRA as series.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+# Metrics reported per task, the headline first; ARC-Easy appears where the forgetting eval ran.
+TASK_METRICS = {"math": ["accuracy", "strict_accuracy"], "titles": ["rougeL", "rouge1", "rouge2"]}
+FORGETTING_METRICS = ["arc_acc_norm", "arc_acc"]
+FIELDS = ["task", "method", "init", "data_size", "seed", "dpo_reference", "metric", "value", "run_dir"]
+
+
+def collect(sweep_dir: Path) -> list[dict[str, Any]]:
+    """One row per (finished run, metric)."""
+    rows = []
+    for path in sorted(sweep_dir.rglob("metrics.json")):
+        if any(part.startswith(".attempt-") for part in path.parts):
+            continue
+        data = json.loads(path.read_text())
+        if data.get("status") != "complete":
+            continue
+        for metric, value in (data.get("metrics") or {}).items():
+            if metric in TASK_METRICS.get(data["task"], []) + FORGETTING_METRICS:
+                # A DPO run against the base model is a different curve from the default (reference = init).
+                method = "dpo[ref=base]" if data.get("dpo_reference") == "base" else data["method"]
+                rows.append({"task": data["task"], "method": method, "init": data["init"],
+                             "data_size": int(data["data_size"]), "seed": int(data["seed"]),
+                             "dpo_reference": data.get("dpo_reference"), "metric": metric, "value": float(value),
+                             "run_dir": str(path.parent)})
+    return rows
+
+
+def aggregate(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, float]]:
+    """(task, metric, method, init, data_size) -> mean, std, n over seeds."""
+    groups: dict[tuple, list[float]] = defaultdict(list)
+    for r in rows:
+        groups[(r["task"], r["metric"], r["method"], r["init"], r["data_size"])].append(r["value"])
+    return {k: {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0, "n": len(v)}
+            for k, v in groups.items()}
+
+
+def _order(values, preferred: list[str]) -> list:
+    return sorted(set(values), key=lambda v: (preferred.index(v) if v in preferred else len(preferred), v))
+
+
+def markdown(stats: dict[tuple, dict[str, float]], title: str) -> str:
+    lines = [f"# {title}", "", "Cells: mean ± std over seeds (number of seeds). Data size 0 = the initialisation itself.", ""]
+    for task, metric in _order({(k[0], k[1]) for k in stats}, []):
+        cells = {k[2:]: v for k, v in stats.items() if k[:2] == (task, metric)}
+        sizes = sorted({k[2] for k in cells})
+        lines += [f"## {task}: {metric}", "", "| method | init | " + " | ".join(str(s) for s in sizes) + " |",
+                  "|---|---|" + "---|" * len(sizes)]
+        for method in _order({k[0] for k in cells}, ["sft", "dpo", "orpo"]):
+            for init in _order({k[1] for k in cells if k[0] == method}, ["lora", "d2lora"]):
+                row = [f"{c['mean']:.2f} ± {c['std']:.2f} ({c['n']})" if (c := cells.get((method, init, s))) else "–"
+                       for s in sizes]
+                lines.append(f"| {method} | {init} | " + " | ".join(row) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(stats: dict[tuple, dict[str, float]], out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for task, metric in sorted({(k[0], k[1]) for k in stats}):
+        cells = {k[2:]: v for k, v in stats.items() if k[:2] == (task, metric)}
+        methods = _order({k[0] for k in cells}, ["sft", "dpo", "orpo"])
+        fig, axes = plt.subplots(1, len(methods), figsize=(4.5 * len(methods), 3.6), squeeze=False)
+        for ax, method in zip(axes[0], methods):
+            for init in _order({k[1] for k in cells if k[0] == method}, ["lora", "d2lora"]):
+                sizes = sorted(k[2] for k in cells if k[:2] == (method, init))
+                means = [cells[(method, init, s)]["mean"] for s in sizes]
+                stds = [cells[(method, init, s)]["std"] for s in sizes]
+                ax.errorbar(sizes, means, yerr=stds, marker="o", capsize=3, label=init)
+            ax.set(title=f"{task} / {method}", xlabel="training examples (data_size)", ylabel=metric)
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.tight_layout()
+        path = out_dir / f"curve_{task}_{metric}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def write(sweep_dir: Path) -> dict[str, Any]:
+    """Write results.csv, report.md and the PNG curves into sweep_dir; return what was written."""
+    rows = collect(sweep_dir)
+    with open(sweep_dir / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    stats = aggregate(rows)
+    (sweep_dir / "report.md").write_text(markdown(stats, f"Results: {sweep_dir.name}"))
+    return {"rows": rows, "stats": stats, "plots": plot(stats, sweep_dir) if stats else []}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweep_dir", type=Path, help="a sweep directory, e.g. outputs/sweeps/paper-math")
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        parser.error(f"{args.sweep_dir} is not a directory")
+    written = write(args.sweep_dir)
+    print((args.sweep_dir / "report.md").read_text())
+    print(f"{len(written['rows'])} results; wrote {args.sweep_dir / 'results.csv'}, report.md and "
+          f"{len(written['plots'])} plot(s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""ARC-Easy log-likelihood scoring: label mapping on the real data, batching exactness, metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from d2lora_exp import forgetting, tiny_model
+from d2lora_exp.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = tiny_model.build(tmp_path_factory.mktemp("m") / "tiny")
+    return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+
+
+@pytest.fixture(scope="module")
+def arc_test(shared_data) -> list[dict]:
+    path = shared_data / "arc_easy" / "test.jsonl"
+    if not path.exists():
+        pytest.skip(f"real ARC-Easy data not present at {path}")
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_gold_index_on_every_real_row(arc_test):
+    assert len(arc_test) == 2376
+    golds = [forgetting.gold_index(r) for r in arc_test]
+    assert all(0 <= g < len(r["choices"]["label"]) for g, r in zip(golds, arc_test))
+    numeric = [r for r in arc_test if r["answerKey"].isdigit()]
+    assert numeric and all(r["choices"]["label"][forgetting.gold_index(r)] == r["answerKey"] for r in numeric)
+    assert {len(r["choices"]["label"]) for r in arc_test} >= {3, 4, 5}
+
+
+def test_gold_index_rejects_a_key_not_among_the_labels():
+    with pytest.raises(UserError, match="answerKey 'E' is not among labels"):
+        forgetting.gold_index({"id": "x", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "E"})
+
+
+def test_batched_scores_equal_one_by_one_and_a_direct_computation(tiny):
+    model, tok = tiny
+    prompts = [forgetting.prompt_text(tok, q) for q in ["What is ice?", "Which planet is largest in our solar system?"]]
+    conts = ["frozen water", "Jupiter", "a very long answer about gas giants and their moons", "x"]
+    pairs_p, pairs_c = [prompts[i % 2] for i in range(4)], conts
+    batched = forgetting.choice_logprobs(model, tok, pairs_p, pairs_c, batch_size=8)
+    single = [forgetting.choice_logprobs(model, tok, [p], [c], batch_size=1)[0] for p, c in zip(pairs_p, pairs_c)]
+    for (a, n), (b, m) in zip(batched, single):
+        assert n == m and a == pytest.approx(b, abs=1e-4)
+    # By hand: log p of each continuation byte given everything before it.
+    p_ids = tok(pairs_p[0], add_special_tokens=False)["input_ids"]
+    full = tok(pairs_p[0] + conts[0], add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([full])).logits[0].float(), -1)
+    expected = sum(logp[t - 1, full[t]].item() for t in range(len(p_ids), len(full)))
+    assert batched[0][0] == pytest.approx(expected, abs=1e-4) and batched[0][1] == len(full) - len(p_ids)
+
+
+def test_a_taught_answer_scores_higher(tiny, tmp_path):
+    model, tok = tiny
+    model = AutoModelForCausalLM.from_pretrained(tiny_model.build(tmp_path / "copy"))
+    prompt = forgetting.prompt_text(tok, "What is the capital of France?")
+    before = forgetting.choice_logprobs(model, tok, [prompt, prompt], ["Paris", "Rome"], 2)
+    ids = torch.tensor([tok(prompt + "Paris", add_special_tokens=False)["input_ids"]])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(20):
+        opt.zero_grad()
+        model(ids, labels=ids).loss.backward()
+        opt.step()
+    after = forgetting.choice_logprobs(model, tok, [prompt, prompt], ["Paris", "Rome"], 2)
+    assert after[0][0] - after[1][0] > before[0][0] - before[1][0] + 1.0
+
+
+def test_evaluate_arc_on_real_rows(tiny, arc_test, tmp_path):
+    model, tok = tiny
+    out = tmp_path / "arc.jsonl"
+    metrics = forgetting.evaluate_arc(model, tok, Dataset.from_list(arc_test[:20]), batch_size=8, out_path=out)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert metrics["arc_n"] == 20 and len(lines) == 20
+    assert metrics["arc_acc"] == pytest.approx(100 * sum(r["correct"] for r in lines) / 20)
+    assert metrics["arc_acc_norm"] == pytest.approx(100 * sum(r["correct_norm"] for r in lines) / 20)
+    assert {"id", "question", "choices", "gold", "pred", "pred_norm", "logprobs"} <= set(lines[0])
+    assert all(len(r["logprobs"]) == len(r["choices"]) and all(math.isfinite(x) for x in r["logprobs"]) for r in lines)
+
+
+def test_norm_divides_by_length(monkeypatch):
+    rows = [{"id": "1", "question": "q", "choices": {"text": ["ab", "abcdefghij"], "label": ["A", "B"]}, "answerKey": "B"},
+            {"id": "2", "question": "q", "choices": {"text": ["ab", "abcdefghij"], "label": ["A", "B"]}, "answerKey": "A"}]
+    # Long choice: -5 total (-0.5/byte); short choice: -2 total (-1/byte). Sum prefers short, norm prefers long.
+    monkeypatch.setattr(forgetting, "choice_logprobs", lambda m, t, p, c, b: [(-2.0, 2), (-5.0, 10)] * 2)
+    monkeypatch.setattr(forgetting, "prompt_text", lambda tok, q: q)
+    metrics = forgetting.evaluate_arc(None, None, Dataset.from_list(rows), batch_size=4)
+    assert metrics == {"arc_acc": 50.0, "arc_acc_norm": 50.0, "arc_n": 2}
+    rows[1]["answerKey"] = "B"
+    metrics = forgetting.evaluate_arc(None, None, Dataset.from_list(rows), batch_size=4)
+    assert (metrics["arc_acc"], metrics["arc_acc_norm"]) == (0.0, 100.0)

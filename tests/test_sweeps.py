@@ -1,0 +1,165 @@
+"""Every sweep definition in sweeps/ runs end to end on the tiny model (fast-dev overrides), through its
+make target, so none can rot; plus the sweep guarantees: shared runs computed once, one warm-up per
+key (also under concurrency), and resuming a killed sweep loses and duplicates nothing."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from d2lora_exp.report import TASK_METRICS
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+SWEEPS = sorted(p.stem for p in (REPO / "sweeps").glob("*.yaml"))
+TARGETS = {"exp1_data_scaling": "sweep-exp1", "exp2_math": "sweep-exp2-math", "exp2_titles": "sweep-exp2-titles",
+           "exp3_forgetting": "sweep-forgetting", "exp4_low_data": "sweep-low-data"}
+SMOKE = ["experiment=smoke", "data_size=0,8"]
+
+
+@pytest.fixture(scope="module")
+def sweep_env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("root")
+    env = {**os.environ, "D2LORA_ROOT": str(root), "D2LORA_CACHE": str(root / "cache"), "WANDB_MODE": "offline",
+           "WANDB_SILENT": "true"}
+    return root, env
+
+
+def _make(target: str, args: list[str], env: dict) -> subprocess.CompletedProcess:
+    venv = Path(sys.executable).parents[1]
+    cmd = ["make", "-C", str(REPO), target, f"VENV={venv}", "STAMP=", f"ARGS={' '.join(args)}"]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+
+
+def _results(sweep_dir: Path) -> list[dict]:
+    with open(sweep_dir / "results.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def _complete_runs(sweep_dir: Path) -> dict[str, dict]:
+    runs = {}
+    for path in sweep_dir.glob("*/metrics.json"):
+        data = json.loads(path.read_text())
+        if data["status"] == "complete":
+            runs[path.parent.name] = data
+    return runs
+
+
+def test_every_sweep_file_has_a_make_target():
+    assert set(SWEEPS) == set(TARGETS), "add the new sweep to TARGETS and to the Makefile"
+    makefile = (REPO / "Makefile").read_text()
+    for name, target in TARGETS.items():
+        assert f"{target}:" in makefile and f"$(SWEEP) {name}" in makefile
+
+
+def test_math_sweeps_share_their_runs_and_report(sweep_env):
+    """Exp1 -> Exp2 -> Exp3 -> Exp4 into one sweep dir: later sweeps reuse what earlier ones computed."""
+    root, env = sweep_env
+    sweep_dir = root / "outputs" / "sweeps" / "paper-math"
+    seen: dict[str, float] = {}
+    for name, expected_runs in [("exp1_data_scaling", 3), ("exp2_math", 12), ("exp3_forgetting", 12), ("exp4_low_data", 12)]:
+        args = SMOKE + (["data_size=8"] if name == "exp1_data_scaling" else [])
+        proc = _make(TARGETS[name], args, env)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        runs = _complete_runs(sweep_dir)
+        assert len(runs) == expected_runs, (name, sorted(runs))
+        for run, data in runs.items():  # a finished run is never recomputed by a later sweep
+            mtime = (sweep_dir / run / "metrics.json").stat().st_mtime
+            assert seen.setdefault(run, mtime) == mtime, f"{name} recomputed {run}"
+            assert "arc_acc" in data["metrics"], "math sweeps evaluate ARC-Easy (forgetting) in every run"
+        rows = _results(sweep_dir)
+        assert len(rows) == expected_runs * (len(TASK_METRICS["math"]) + 2)
+        assert (sweep_dir / "report.md").is_file() and (sweep_dir / "curve_math_accuracy.png").is_file()
+    report = (sweep_dir / "report.md").read_text()
+    assert "| orpo | d2lora |" in report and "## math: arc_acc_norm" in report
+    # One warm-up served every D2LoRA run.
+    d2lora = [d for d in _complete_runs(sweep_dir).values() if d["init"] == "d2lora"]
+    assert len({d["warmup"]["key"] for d in d2lora}) == 1
+    assert sum(not d["warmup"]["reused"] for d in d2lora) == 1
+    # The summary run holds the table and one learning-curve chart per metric and method.
+    summaries = list((sweep_dir / "wandb").glob("offline-run-*"))
+    assert summaries
+    cli = Path(sys.executable).with_name("wandb")
+    latest = max(summaries, key=lambda p: p.stat().st_mtime)
+    logged = json.loads(subprocess.run([str(cli), "leet", "inspect", "--summary", "--json", str(latest)],
+                                       capture_output=True, text=True, check=True).stdout)
+    assert logged["name"] == "summary-paper-math"
+    assert logged["summary"]["results"]["nrows"] == len(_results(sweep_dir))
+    assert "curve/math/accuracy/orpo_table" in logged["summary"]
+
+
+def test_titles_sweep(sweep_env):
+    root, env = sweep_env
+    proc = _make("sweep-exp2-titles", SMOKE, env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    sweep_dir = root / "outputs" / "sweeps" / "paper-titles"
+    assert len(_complete_runs(sweep_dir)) == 4
+    assert {r["metric"] for r in _results(sweep_dir)} == {"rouge1", "rouge2", "rougeL"}
+
+
+def _sweep_cmd(sweep_name: str, *overrides: str) -> list[str]:
+    return [sys.executable, "-m", "d2lora_exp", "--multirun", "experiment=smoke", f"sweep_name={sweep_name}", *overrides]
+
+
+def test_four_run_d2lora_sweep_trains_the_warmup_once(tmp_path):
+    env = {**os.environ, "D2LORA_ROOT": str(tmp_path), "D2LORA_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "offline"}
+    proc = subprocess.run(_sweep_cmd("once", "init=d2lora", "method=sft,orpo", "data_size=0,8", "init.warmup.size=12"),
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = _complete_runs(tmp_path / "outputs" / "sweeps" / "once")
+    assert len(runs) == 4
+    assert len({r["warmup"]["key"] for r in runs.values()}) == 1
+    assert sorted(r["warmup"]["reused"] for r in runs.values()) == [False, True, True, True]
+    assert len(list((tmp_path / "cache" / "warmups").glob("*/warmup.json"))) == 1
+
+
+def test_two_concurrent_jobs_build_one_warmup(tmp_path):
+    env = {**os.environ, "D2LORA_ROOT": str(tmp_path), "D2LORA_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "offline"}
+    # Build the tiny model first so both jobs reach the warm-up at about the same time.
+    from d2lora_exp import tiny_model
+
+    tiny_model.build(tmp_path / "cache" / "models" / "tiny-llama-v1")
+    procs = [subprocess.Popen([sys.executable, "-m", "d2lora_exp", "experiment=smoke", "init=d2lora", f"method={m}",
+                               "init.warmup.size=48", f"hydra.run.dir={tmp_path / m}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for m in ("sft", "dpo")]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+    results = [json.loads((tmp_path / m / "metrics.json").read_text()) for m in ("sft", "dpo")]
+    assert results[0]["warmup"]["key"] == results[1]["warmup"]["key"]
+    assert sorted(r["warmup"]["reused"] for r in results) == [False, True]
+    assert results[0]["warmup"]["digest"] == results[1]["warmup"]["digest"]
+    assert len(list((tmp_path / "cache" / "warmups").iterdir())) == 2  # the adapter dir and its lock file
+
+
+def test_killed_sweep_resumes_without_losing_or_duplicating(tmp_path):
+    env = {**os.environ, "D2LORA_ROOT": str(tmp_path), "D2LORA_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "offline"}
+    sweep_dir = tmp_path / "outputs" / "sweeps" / "killed"
+    cmd = _sweep_cmd("killed", "init=lora", "method=sft", "data_size=0,4,8,12")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    deadline = time.time() + 300
+    while len(_complete_runs(sweep_dir)) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {name: (sweep_dir / name / "metrics.json").read_text() for name in _complete_runs(sweep_dir)}
+    assert 2 <= len(before) < 4, "the kill should land mid-sweep"
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    runs = _complete_runs(sweep_dir)
+    assert sorted(runs) == [f"lora-sft-math-n{n}-s0" for n in (0, 12, 4, 8)]
+    for name, text in before.items():  # finished results kept byte for byte
+        assert (sweep_dir / name / "metrics.json").read_text() == text
+    rows = _results(sweep_dir)
+    assert len(rows) == 4 * len(TASK_METRICS["math"])
+    assert len({(r["data_size"], r["metric"]) for r in rows}) == len(rows)  # no duplicates
