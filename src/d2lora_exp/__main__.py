@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -27,8 +28,12 @@ def _in_multirun() -> bool:
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from . import runner
+    from . import gpu_slots, runner
 
+    if cfg.gpu_slots and _in_multirun():
+        gpu = gpu_slots.claim(Path(cfg.paths.cache_dir) / "gpu_slots")
+        if gpu is not None:
+            logging.getLogger(__name__).info("job %s runs on GPU %s", cfg.run_name, gpu)
     try:
         result = runner.run(cfg)
     except UserError as err:

@@ -27,5 +27,14 @@ def bundled_path(name: str) -> str:
     return str(PACKAGE_DIR / "bundled" / "data" / name)
 
 
+def gpu_count() -> int:
+    """Visible GPUs (at least 1), for the parallel launcher's worker count; never initialises CUDA."""
+    from .gpu_slots import visible_gpus
+
+    return max(1, len(visible_gpus()))
+
+
 if not OmegaConf.has_resolver("bundled"):
     OmegaConf.register_new_resolver("bundled", bundled_path)
+if not OmegaConf.has_resolver("d2lora_gpu_count"):
+    OmegaConf.register_new_resolver("d2lora_gpu_count", gpu_count)

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from .errors import UserError
 
 # Where results land and how they are logged does not change what a run computes.
-NOT_PART_OF_THE_RESULT = ("paths", "wandb", "sweep_name", "hydra")
+NOT_PART_OF_THE_RESULT = ("paths", "wandb", "sweep_name", "hydra", "gpu_slots")
 KEEP = {".hydra", "d2lora_exp.log"}  # written by Hydra for this attempt before the run starts
 
 

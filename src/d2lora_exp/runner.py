@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         log.info("%s: already complete in %s, skipped", cfg.run_name, out_dir)
         return {**done, "skipped": True}
     results = Results(out_dir / "metrics.json")
-    results.update(config_hash=digest, run_name=cfg.run_name,
+    results.update(config_hash=digest, run_name=cfg.run_name, pid=os.getpid(),
+                   cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
                    config=tracking.scrub(OmegaConf.to_container(cfg, resolve=True)))
     timings: dict[str, float] = {}
     t0 = time.perf_counter()

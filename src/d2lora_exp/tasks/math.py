@@ -13,6 +13,7 @@ from datasets import Dataset
 
 from .. import chat, generation
 from ..data import sources
+from ..errors import UserError
 from ..metrics import gsm8k
 from .base import Task, limited, write_predictions
 
@@ -34,10 +35,15 @@ class MathTask(Task):
         return ds
 
     def sft_rows(self, rows: Dataset, tokenizer) -> Dataset:
-        return Dataset.from_dict({
-            "prompt": [chat.user_prompt(tokenizer, p) for p in rows["prompt"]],
-            "completion": [a + b for a, b in zip(rows["initial_reason_steps"], rows["full_chosen"])],
-        })
+        target = self.cfg.get("sft_target", "full_solution")
+        if target == "full_solution":
+            completions = [a + b for a, b in zip(rows["initial_reason_steps"], rows["full_chosen"])]
+        elif target == "full_chosen":
+            completions = list(rows["full_chosen"])
+        else:
+            raise UserError(f"task.sft_target={target!r}: use full_solution or full_chosen.")
+        return Dataset.from_dict({"prompt": [chat.user_prompt(tokenizer, p) for p in rows["prompt"]],
+                                  "completion": completions})
 
     def preference_rows(self, rows: Dataset, tokenizer) -> Dataset:
         return Dataset.from_dict({

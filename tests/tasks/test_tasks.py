@@ -1,0 +1,61 @@
+"""Task row builders and the titles hold-out, on the bundled files in the real schemas."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+from transformers import AutoTokenizer
+
+from d2lora_exp import tiny_model
+from d2lora_exp.config import bundled_path
+from d2lora_exp.errors import UserError
+from d2lora_exp.tasks import get_task
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+    return AutoTokenizer.from_pretrained(tiny_model.build(tmp_path_factory.mktemp("m") / "tiny"))
+
+
+def _math(**extra):
+    return get_task(OmegaConf.create({"name": "math", "train": {"data": {"path": bundled_path("math_step_dpo.jsonl")}},
+                                      "eval": {"data": {"path": bundled_path("gsm8k_test.jsonl")}}, **extra}))
+
+
+def _titles(holdout_seed=42):
+    return get_task(OmegaConf.create({
+        "name": "titles", "train": {"data": {"path": bundled_path("econ_titles.csv")}},
+        "eval": {"holdout": 100, "holdout_seed": holdout_seed}, "columns": {"abstract": "abstract", "title": "title"},
+        "instruction": "Title: "}))
+
+
+def test_math_sft_learns_the_whole_solution_by_default(tok):
+    task = _math()
+    rows = task.train_pool().select(range(5))
+    sft = task.sft_rows(rows, tok)
+    for row, built in zip(rows, sft):
+        assert built["completion"] == row["initial_reason_steps"] + row["full_chosen"]
+        assert built["prompt"].startswith(tok.bos_token) and row["prompt"] in built["prompt"]
+        assert built["prompt"].endswith("<|assistant|>")
+    only = _math(sft_target="full_chosen").sft_rows(rows, tok)
+    assert only["completion"] == rows["full_chosen"]
+    with pytest.raises(UserError, match="sft_target"):
+        _math(sft_target="steps").sft_rows(rows, tok)
+
+
+def test_math_preference_rows_share_the_prefix(tok):
+    task = _math()
+    rows = task.train_pool().select(range(5))
+    for row, built in zip(rows, task.preference_rows(rows, tok)):
+        assert built["prompt"].endswith("<|assistant|>" + row["initial_reason_steps"])
+        assert (built["chosen"], built["rejected"]) == (row["chosen"], row["rejected"])
+
+
+def test_titles_holdout_is_fixed_and_never_in_the_training_pool():
+    task = _titles()
+    pool, held = task.train_pool(), task.eval_set()
+    assert len(held) == 100 and len(pool) + len(held) == 400
+    assert not set(pool["title"]) & set(held["title"])
+    again = _titles()
+    assert again.eval_set()["title"] == held["title"]
+    assert _titles(holdout_seed=7).eval_set()["title"] != held["title"]

@@ -1,0 +1,39 @@
+"""The local report: mean ± std over seeds in the paper's layout, CSV rows, PNG curves, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+
+from d2lora_exp import report
+
+
+def _run(sweep, init, method, n, seed, acc, status="complete", reference=None):
+    d = sweep / f"{init}-{method}-math-n{n}-s{seed}"
+    d.mkdir(parents=True)
+    data = {"status": status, "task": "math", "init": init, "method": method, "data_size": n, "seed": seed,
+            "dpo_reference": reference, "metrics": {"accuracy": acc, "strict_accuracy": acc / 2, "eval_n": 10}}
+    (d / "metrics.json").write_text(json.dumps(data))
+
+
+def test_report_aggregates_seeds_in_the_paper_layout(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    accs = {("lora", 0): [10, 12, 14], ("lora", 100): [20, 22, 27], ("d2lora", 0): [11, 11, 11], ("d2lora", 100): [30, 31, 35]}
+    for (init, n), values in accs.items():
+        for seed, acc in enumerate(values):
+            _run(sweep, init, "sft", n, seed, acc)
+    _run(sweep, "lora", "sft", 200, 0, 99.0, status="failed")  # unfinished runs are not results
+    _run(sweep, "lora", "dpo", 100, 0, 5.0, reference="base")
+    report.main([str(sweep)])
+    md = (sweep / "report.md").read_text()
+    mean, std = statistics.fmean([20, 22, 27]), statistics.stdev([20, 22, 27])
+    assert f"| sft | lora | 12.00 ± 2.00 (3) | {mean:.2f} ± {std:.2f} (3) |" in md
+    assert "| sft | d2lora | 11.00 ± 0.00 (3) | 32.00 ± 2.65 (3) |" in md
+    assert "| dpo[ref=base] | lora | – | 5.00 ± 0.00 (1) |" in md
+    assert "200" not in md.split("## math: accuracy")[1].split("\n")[2]
+    with open(sweep / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == (12 + 1) * 2  # accuracy and strict_accuracy per finished run
+    assert (sweep / "curve_math_accuracy.png").stat().st_size > 5000
+    assert "results; wrote" in capsys.readouterr().out
