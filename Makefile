@@ -6,7 +6,7 @@ ARGS ?=
 SWEEP = $(VENV)/bin/python -m d2lora_exp --config-dir sweeps --config-name
 SWEEP_DIR ?= outputs/sweeps/paper-math
 
-.PHONY: help install demo test test-fast data clean report \
+.PHONY: help install demo test test-fast data tiny-model clean report \
 	sweep-learning-curves sweep-exp1 sweep-exp2-math sweep-exp2-titles sweep-forgetting sweep-low-data
 
 help:  ## list the targets
@@ -32,6 +32,9 @@ test: $(STAMP)  ## the whole test suite (about a minute on 2 CPU cores)
 
 test-fast: $(STAMP)  ## unit tests only, no end-to-end training runs
 	$(VENV)/bin/python -m pytest -q -m "not slow" $(ARGS)
+
+tiny-model: $(STAMP)  ## pretrain the miniature world's base model (seed 0, ~4 min on 2 cores) into the package
+	$(VENV)/bin/python -m d2lora_exp.miniature.pretrain $(ARGS)
 
 data: $(STAMP)  ## regenerate the bundled data files from their seeded generator
 	$(VENV)/bin/python -m d2lora_exp.bundled.generate

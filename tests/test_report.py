@@ -28,8 +28,11 @@ def test_report_aggregates_seeds_in_the_paper_layout(tmp_path, capsys):
     report.main([str(sweep)])
     md = (sweep / "report.md").read_text()
     mean, std = statistics.fmean([20, 22, 27]), statistics.stdev([20, 22, 27])
-    assert f"| sft | lora | 12.00 ± 2.00 (3) | {mean:.2f} ± {std:.2f} (3) |" in md
-    assert "| sft | d2lora | 11.00 ± 0.00 (3) | 32.00 ± 2.65 (3) |" in md
+    half = 4.303 * std / 3**0.5  # t(0.975, df=2)
+    assert f"| sft | lora | 12.00 ± 2.00 (3) [±4.97] | {mean:.2f} ± {std:.2f} (3) [±{half:.2f}] |" in md
+    assert "| sft | d2lora | 11.00 ± 0.00 (3) [±0.00] | 32.00 ± 2.65 (3) [±6.57] |" in md
+    # D2LoRA - LoRA paired by seed: [1, -1, -3] at n=0 and [10, 9, 8] at n=100.
+    assert "| sft | -1.00 ±4.97 (3) | +9.00 ±2.48 (3) |" in md
     assert "| dpo[ref=base] | lora | – | 5.00 ± 0.00 (1) |" in md
     assert "200" not in md.split("## math: accuracy")[1].split("\n")[2]
     with open(sweep / "results.csv") as f:

@@ -89,6 +89,8 @@ def test_titles_task_reports_rouge(make_cfg):
     result = runner.run(make_cfg("task=titles"))
     assert set(result["metrics"]) >= {"rouge1", "rouge2", "rougeL"}
     assert result["metric"] == "rougeL" and result["score"] == result["metrics"]["rougeL"]
+    m = result["metrics"]
+    assert m["rougeL_ci95_low"] <= m["rougeL"] <= m["rougeL_ci95_high"]  # bootstrap over the held-out pairs
 
 
 def test_results_survive_a_crash_after_training(make_cfg, monkeypatch):

@@ -27,6 +27,11 @@ def bundled_path(name: str) -> str:
     return str(PACKAGE_DIR / "bundled" / "data" / name)
 
 
+def bundled_model(name: str) -> str:
+    """Absolute path of a model directory shipped with the package (the miniature world's base model)."""
+    return str(PACKAGE_DIR / "bundled" / "models" / name)
+
+
 def gpu_count() -> int:
     """Visible GPUs (at least 1), for the parallel launcher's worker count; never initialises CUDA."""
     from .gpu_slots import visible_gpus
@@ -36,5 +41,7 @@ def gpu_count() -> int:
 
 if not OmegaConf.has_resolver("bundled"):
     OmegaConf.register_new_resolver("bundled", bundled_path)
+if not OmegaConf.has_resolver("bundled_model"):
+    OmegaConf.register_new_resolver("bundled_model", bundled_model)
 if not OmegaConf.has_resolver("d2lora_gpu_count"):
     OmegaConf.register_new_resolver("d2lora_gpu_count", gpu_count)

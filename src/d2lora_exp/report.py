@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+from .stats import mean_ci, paired_difference
 
 # Metrics reported per task, the headline first; ARC-Easy appears where the forgetting eval ran.
 TASK_METRICS = {"math": ["accuracy", "strict_accuracy"], "titles": ["rougeL", "rouge1", "rouge2"]}
@@ -41,13 +44,22 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def aggregate(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, float]]:
-    """(task, metric, method, init, data_size) -> mean, std, n over seeds."""
-    groups: dict[tuple, list[float]] = defaultdict(list)
+def aggregate(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+    """(task, metric, method, init, data_size) -> mean, std, 95% CI half-width, n and values by seed."""
+    groups: dict[tuple, dict[int, float]] = defaultdict(dict)
     for r in rows:
-        groups[(r["task"], r["metric"], r["method"], r["init"], r["data_size"])].append(r["value"])
-    return {k: {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0, "n": len(v)}
-            for k, v in groups.items()}
+        groups[(r["task"], r["metric"], r["method"], r["init"], r["data_size"])][r["seed"]] = r["value"]
+    out = {}
+    for k, by_seed in groups.items():
+        v = list(by_seed.values())
+        mean, half = mean_ci(v)
+        out[k] = {"mean": mean, "std": statistics.stdev(v) if len(v) > 1 else 0.0, "ci95": half, "n": len(v),
+                  "by_seed": by_seed}
+    return out
+
+
+def _fmt_ci(half: float) -> str:
+    return "" if math.isnan(half) else f" ±{half:.2f}"
 
 
 def _order(values, preferred: list[str]) -> list:
@@ -55,7 +67,8 @@ def _order(values, preferred: list[str]) -> list:
 
 
 def markdown(stats: dict[tuple, dict[str, float]], title: str) -> str:
-    lines = [f"# {title}", "", "Cells: mean ± std over seeds (number of seeds). Data size 0 = the initialisation itself.", ""]
+    lines = [f"# {title}", "", "Cells: mean ± std over seeds (number of seeds) [95% t-interval half-width]. "
+             "Data size 0 = the initialisation itself.", ""]
     for task, metric in _order({(k[0], k[1]) for k in stats}, []):
         cells = {k[2:]: v for k, v in stats.items() if k[:2] == (task, metric)}
         sizes = sorted({k[2] for k in cells})
@@ -63,10 +76,25 @@ def markdown(stats: dict[tuple, dict[str, float]], title: str) -> str:
                   "|---|---|" + "---|" * len(sizes)]
         for method in _order({k[0] for k in cells}, ["sft", "dpo", "orpo"]):
             for init in _order({k[1] for k in cells if k[0] == method}, ["lora", "d2lora"]):
-                row = [f"{c['mean']:.2f} ± {c['std']:.2f} ({c['n']})" if (c := cells.get((method, init, s))) else "–"
-                       for s in sizes]
+                row = [f"{c['mean']:.2f} ± {c['std']:.2f} ({c['n']})" + (f" [{_fmt_ci(c['ci95']).strip()}]" if c["n"] > 1 else "")
+                       if (c := cells.get((method, init, s))) else "–" for s in sizes]
                 lines.append(f"| {method} | {init} | " + " | ".join(row) + " |")
         lines.append("")
+        paired = []
+        for method in _order({k[0] for k in cells}, ["sft", "dpo", "orpo"]):
+            diffs = []
+            for s in sizes:
+                a, b = cells.get((method, "lora", s)), cells.get((method, "d2lora", s))
+                if a and b:
+                    mean, half, n = paired_difference(a["by_seed"], b["by_seed"])
+                    diffs.append(f"{mean:+.2f}{_fmt_ci(half)} ({n})" if n else "–")
+                else:
+                    diffs.append("–")
+            if any(d != "–" for d in diffs):
+                paired.append(f"| {method} | " + " | ".join(diffs) + " |")
+        if paired:
+            lines += [f"D2LoRA − LoRA on {metric}, paired by seed: mean ±95% half-width (pairs)", "",
+                      "| method | " + " | ".join(str(s) for s in sizes) + " |", "|---|" + "---|" * len(sizes), *paired, ""]
     return "\n".join(lines)
 
 

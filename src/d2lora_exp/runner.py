@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import adapters, modeling, resume, tracking, warmup, warmup_cache
+from .data import build as data_build
 from .data import sources, subsets
 from .device import resolve_device, resolve_dtype
 from .errors import UserError
@@ -104,6 +105,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     method.validate(cfg.method)
     task = get_task(cfg.task)
     warmup_cfg = cfg.init.warmup
+    data_build.ensure(cfg.data)
     model_source = modeling.ensure_available(cfg.model)
     tokenizer = modeling.load_tokenizer(model_source, cfg.model)
 

@@ -17,6 +17,7 @@ from .. import chat, generation
 from ..data import sources
 from ..errors import UserError
 from ..metrics import rouge
+from ..stats import bootstrap_ci
 from .base import Task, limited, write_predictions
 
 
@@ -57,8 +58,12 @@ class TitlesTask(Task):
         outputs = generation.generate(model, tokenizer, prompts, eval_cfg.batch_size, eval_cfg.max_new_tokens, "eval titles")
         outputs = [o.strip().splitlines()[0] if o.strip() else "" for o in outputs]
         scores = rouge.score(outputs, list(ds["title"]))
+        per_example = [rouge.per_example(o, t) for o, t in zip(outputs, ds["title"])]
         write_predictions(out_dir / "predictions.jsonl", [
-            {"abstract": a, "reference": t, "output": o, **rouge.per_example(o, t)}
-            for a, t, o in zip(ds["abstract"], ds["title"], outputs)
+            {"abstract": a, "reference": t, "output": o, **e}
+            for a, t, o, e in zip(ds["abstract"], ds["title"], outputs, per_example)
         ])
-        return {"rouge1": scores["rouge1"], "rouge2": scores["rouge2"], "rougeL": scores["rougeL"], "eval_n": scores["n"]}
+        # Bootstrap over the held-out pairs: how much the score moves with which pairs were drawn.
+        low, high = bootstrap_ci([e["rougeL"] for e in per_example])
+        return {"rouge1": scores["rouge1"], "rouge2": scores["rouge2"], "rougeL": scores["rougeL"],
+                "rougeL_ci95_low": low, "rougeL_ci95_high": high, "eval_n": scores["n"]}
