@@ -29,7 +29,7 @@ FAST = [
     "train.logging_steps=1",
     "eval.limit=4",
     "eval.max_new_tokens=8",
-    "init.warmup.size=12",  # dropped for init=lora (its warmup is null), see compose_cfg
+    "warmup.size=12",
     "wandb.mode=offline",
 ]
 
@@ -49,8 +49,7 @@ def cache_dir(tmp_path_factory) -> Path:
 def compose_cfg(overrides: list[str], out_dir: Path, cache: Path, fast: bool = True):
     """The config `python -m d2lora_exp <overrides>` would run, with its outputs under out_dir."""
     overrides = list(overrides)
-    init_lora = not any(o.startswith("init=d2lora") for o in overrides)
-    base = [o for o in FAST if not (init_lora and "init.warmup" in o)] if fast else []
+    base = FAST if fast else []
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name="config", overrides=base + overrides, return_hydra_config=True)

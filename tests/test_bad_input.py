@@ -35,7 +35,7 @@ def _no_training(monkeypatch):
         (["device=cuda"], r"device=cuda was requested but no CUDA GPU.*pass device=cpu"),
         (["task=titles", "method=dpo"], r"task 'titles' has no preference pairs.*use method=sft"),
         (["method=orpo", "train.max_length=64"], r"prompts of >= train.max_length=64 tokens.*Raise train.max_length"),
-        (["init=d2lora", "init.warmup.size=100000"], r"exceeds the \d+ rows of the warm-up pool"),
+        (["init=d2lora", "warmup.size=100000"], r"exceeds the \d+ rows of the warm-up pool"),
         (["init=d2lora", "method=dpo", "method.reference=parent"], r"method.reference='parent': use init .* or base"),
     ],
 )
@@ -84,7 +84,7 @@ def test_unknown_trl_setting_is_rejected_before_training(make_cfg, monkeypatch, 
 def test_unknown_warmup_setting_is_rejected_before_training(make_cfg, monkeypatch):
     _no_training(monkeypatch)
     with pytest.raises(UserError, match=r"\['packin'\] are not fields of SFTConfig"):
-        runner.run(make_cfg("init=d2lora", "+init.warmup.args.packin=true"))
+        runner.run(make_cfg("init=d2lora", "+warmup.args.packin=true"))
 
 
 def _cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:

@@ -30,7 +30,7 @@ def test_paper_defaults(make_cfg):
     assert cfg.data.math_train.path == "xinlai/Math-Step-DPO-10K"
     assert cfg.data.warmup.path == "mlabonne/orpo-dpo-mix-40k"
     assert (cfg.lora.r, cfg.lora.alpha) == (16, 16)
-    assert (cfg.init.warmup.learning_rate, cfg.init.warmup.num_train_epochs) == (1e-7, 1)
+    assert (cfg.warmup.learning_rate, cfg.warmup.num_train_epochs) == (1e-7, 1)
     assert (cfg.method.learning_rate, cfg.method.num_train_epochs, cfg.method.beta) == (1e-6, 4, 0.1)
     assert cfg.device == "cuda" and cfg.data_size == 2000
     sft = make_cfg("experiment=paper", "method=sft", fast=False).method

@@ -48,7 +48,10 @@ def test_batched_scores_equal_one_by_one_and_a_direct_computation(tiny):
     prompts = [forgetting.prompt_text(tok, q) for q in ["What is ice?", "Which planet is largest in our solar system?"]]
     conts = ["frozen water", "Jupiter", "a very long answer about gas giants and their moons", "x"]
     pairs_p, pairs_c = [prompts[i % 2] for i in range(4)], conts
+    model.train()  # scoring must switch to eval and hand the mode back
     batched = forgetting.choice_logprobs(model, tok, pairs_p, pairs_c, batch_size=8)
+    assert model.training
+    model.eval()
     single = [forgetting.choice_logprobs(model, tok, [p], [c], batch_size=1)[0] for p, c in zip(pairs_p, pairs_c)]
     for (a, n), (b, m) in zip(batched, single):
         assert n == m and a == pytest.approx(b, abs=1e-4)
@@ -59,6 +62,7 @@ def test_batched_scores_equal_one_by_one_and_a_direct_computation(tiny):
         logp = torch.log_softmax(model(torch.tensor([full])).logits[0].float(), -1)
     expected = sum(logp[t - 1, full[t]].item() for t in range(len(p_ids), len(full)))
     assert batched[0][0] == pytest.approx(expected, abs=1e-4) and batched[0][1] == len(full) - len(p_ids)
+    assert forgetting.choice_logprobs(model, tok, [pairs_p[0]], [""], batch_size=1) == [(0.0, 0)]
 
 
 def test_a_taught_answer_scores_higher(tiny, tmp_path):
@@ -67,10 +71,12 @@ def test_a_taught_answer_scores_higher(tiny, tmp_path):
     prompt = forgetting.prompt_text(tok, "What is the capital of France?")
     before = forgetting.choice_logprobs(model, tok, [prompt, prompt], ["Paris", "Rome"], 2)
     ids = torch.tensor([tok(prompt + "Paris", add_special_tokens=False)["input_ids"]])
+    labels = ids.clone()
+    labels[0, : len(tok(prompt, add_special_tokens=False)["input_ids"])] = -100  # teach only the answer
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(20):
         opt.zero_grad()
-        model(ids, labels=ids).loss.backward()
+        model(ids, labels=labels).loss.backward()
         opt.step()
     after = forgetting.choice_logprobs(model, tok, [prompt, prompt], ["Paris", "Rome"], 2)
     assert after[0][0] - after[1][0] > before[0][0] - before[1][0] + 1.0
@@ -82,9 +88,15 @@ def test_evaluate_arc_on_real_rows(tiny, arc_test, tmp_path):
     metrics = forgetting.evaluate_arc(model, tok, Dataset.from_list(arc_test[:20]), batch_size=8, out_path=out)
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert metrics["arc_n"] == 20 and len(lines) == 20
+    assert 0 <= metrics["arc_acc"] <= 100 and 0 <= metrics["arc_acc_norm"] <= 100
     assert metrics["arc_acc"] == pytest.approx(100 * sum(r["correct"] for r in lines) / 20)
     assert metrics["arc_acc_norm"] == pytest.approx(100 * sum(r["correct_norm"] for r in lines) / 20)
-    assert {"id", "question", "choices", "gold", "pred", "pred_norm", "logprobs"} <= set(lines[0])
+    assert all({"id", "question", "choices", "gold", "pred", "pred_norm", "logprobs", "correct", "correct_norm"} <= set(r)
+               for r in lines)
+    for r, row in zip(lines, arc_test[:20]):
+        assert (r["id"], r["choices"], r["gold"]) == (row["id"], row["choices"]["text"], row["answerKey"])
+        assert r["pred"] in row["choices"]["label"] and r["correct"] == (r["pred"] == r["gold"])
+        assert r["correct_norm"] == (r["pred_norm"] == r["gold"])
     assert all(len(r["logprobs"]) == len(r["choices"]) and all(math.isfinite(x) for x in r["logprobs"]) for r in lines)
 
 
@@ -92,7 +104,8 @@ def test_norm_divides_by_length(monkeypatch):
     rows = [{"id": "1", "question": "q", "choices": {"text": ["ab", "abcdefghij"], "label": ["A", "B"]}, "answerKey": "B"},
             {"id": "2", "question": "q", "choices": {"text": ["ab", "abcdefghij"], "label": ["A", "B"]}, "answerKey": "A"}]
     # Long choice: -5 total (-0.5/byte); short choice: -2 total (-1/byte). Sum prefers short, norm prefers long.
-    monkeypatch.setattr(forgetting, "choice_logprobs", lambda m, t, p, c, b: [(-2.0, 2), (-5.0, 10)] * 2)
+    # Token counts (1 each) differ from byte counts, so normalising by tokens would not pass.
+    monkeypatch.setattr(forgetting, "choice_logprobs", lambda m, t, p, c, b: [(-2.0, 1), (-5.0, 1)] * 2)
     monkeypatch.setattr(forgetting, "prompt_text", lambda tok, q: q)
     metrics = forgetting.evaluate_arc(None, None, Dataset.from_list(rows), batch_size=4)
     assert metrics == {"arc_acc": 50.0, "arc_acc_norm": 50.0, "arc_n": 2}

@@ -62,7 +62,7 @@ def test_parallel_launcher_gives_each_worker_its_own_gpu(tmp_path):
 def test_submitit_local_sweep_shares_one_warmup(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "d2lora_exp", "--multirun", "hydra/launcher=submitit_local",
                            "experiment=smoke", "sweep_name=slurm", "init=d2lora", "method=sft,orpo",
-                           "init.warmup.size=24"], capture_output=True, text=True, env=_env(tmp_path), timeout=600)
+                           "warmup.size=24"], capture_output=True, text=True, env=_env(tmp_path), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = [json.loads(p.read_text()) for p in (tmp_path / "outputs" / "sweeps" / "slurm").glob("*/metrics.json")]
     assert len(runs) == 2 and all(r["status"] == "complete" for r in runs)

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 SWEEPS = sorted(p.stem for p in (REPO / "sweeps").glob("*.yaml"))
 TARGETS = {"exp1_data_scaling": "sweep-exp1", "exp2_math": "sweep-exp2-math", "exp2_titles": "sweep-exp2-titles",
            "exp3_forgetting": "sweep-forgetting", "exp4_low_data": "sweep-low-data"}
-SMOKE = ["experiment=smoke", "data_size=0,8"]
+SMOKE = ["experiment=smoke", "data_size=0,8", "warmup.size=12"]
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def _sweep_cmd(sweep_name: str, *overrides: str) -> list[str]:
 
 def test_four_run_d2lora_sweep_trains_the_warmup_once(tmp_path):
     env = {**os.environ, "D2LORA_ROOT": str(tmp_path), "D2LORA_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "offline"}
-    proc = subprocess.run(_sweep_cmd("once", "init=d2lora", "method=sft,orpo", "data_size=0,8", "init.warmup.size=12"),
+    proc = subprocess.run(_sweep_cmd("once", "init=d2lora", "method=sft,orpo", "data_size=0,8", "warmup.size=12"),
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = _complete_runs(tmp_path / "outputs" / "sweeps" / "once")
@@ -129,7 +129,7 @@ def test_two_concurrent_jobs_build_one_warmup(tmp_path):
 
     tiny_model.build(tmp_path / "cache" / "models" / "tiny-llama-v1")
     procs = [subprocess.Popen([sys.executable, "-m", "d2lora_exp", "experiment=smoke", "init=d2lora", f"method={m}",
-                               "init.warmup.size=48", f"hydra.run.dir={tmp_path / m}"],
+                               "warmup.size=48", f"hydra.run.dir={tmp_path / m}"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for m in ("sft", "dpo")]
     for p in procs:
         _, err = p.communicate(timeout=600)

@@ -31,6 +31,10 @@ def gold_index(row: dict) -> int:
 
 
 def prompt_text(tokenizer, question: str) -> str:
+    """The question alone: choices are NOT listed, each is scored as the assistant's continuation.
+
+    As in lm-evaluation-harness, so the score measures knowledge, not the ability to pick a letter.
+    """
     return chat.user_prompt(tokenizer, f"{question}\nAnswer:")
 
 
@@ -46,14 +50,14 @@ def choice_logprobs(model, tokenizer, prompts: list[str], continuations: list[st
     """(sum of log p(continuation tokens | prompt), number of continuation tokens) per pair.
 
     The continuation starts where the tokens of prompt+continuation diverge from the prompt's, so
-    tokens merging across the boundary are scored as part of the answer.
+    tokens merging across the boundary are scored as part of the answer. An empty continuation
+    scores (0.0, 0). Right padding keeps each sequence's positions those of the unpadded one.
     """
     pairs = []
     for prompt, cont in zip(prompts, continuations, strict=True):
         p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         full = tokenizer(prompt + cont, add_special_tokens=False)["input_ids"]
-        start = min(_common_prefix(p_ids, full), len(full) - 1)
-        pairs.append((full, max(start, 1)))
+        pairs.append((full, max(_common_prefix(p_ids, full), 1)))  # token 0 has no prediction
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -65,7 +69,7 @@ def choice_logprobs(model, tokenizer, prompts: list[str], continuations: list[st
             width = max(len(ids) for ids, _ in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for j, (seq, _) in enumerate(batch):  # right padding: positions stay those of the unpadded sequence
+            for j, (seq, _) in enumerate(batch):
                 ids[j, : len(seq)] = torch.tensor(seq)
                 mask[j, : len(seq)] = 1
             logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
@@ -81,7 +85,9 @@ def choice_logprobs(model, tokenizer, prompts: list[str], continuations: list[st
 
 
 def evaluate_arc(model, tokenizer, dataset: Dataset, batch_size: int, out_path: Path | None = None) -> dict[str, float]:
+    """Percent accuracies over all rows; the per-row JSONL lets a surprising score be inspected."""
     rows = list(dataset)
+    golds = [gold_index(row) for row in rows]  # a bad row fails before the expensive scoring
     prompts, conts = [], []
     for row in rows:
         prompt = prompt_text(tokenizer, row["question"])
@@ -95,12 +101,11 @@ def evaluate_arc(model, tokenizer, dataset: Dataset, batch_size: int, out_path: 
     correct = correct_norm = 0
     records = []
     k = 0
-    for row in rows:
+    for row, gold in zip(rows, golds):
         n = len(row["choices"]["text"])
         lps = [s for s, _ in scores[k : k + n]]
         norm = [lp / max(1, len(t.encode("utf-8"))) for lp, t in zip(lps, row["choices"]["text"])]
         k += n
-        gold = gold_index(row)
         pred, pred_norm = max(range(n), key=lps.__getitem__), max(range(n), key=norm.__getitem__)
         correct += pred == gold
         correct_norm += pred_norm == gold

@@ -65,7 +65,7 @@ def _check_prompt_lengths(rows, tokenizer, max_length: int, what: str) -> None:
         raise UserError(
             f"{len(too_long)} of {len(lengths)} {what} rows have prompts of >= train.max_length={max_length} tokens "
             f"(longest {max(lengths)}), leaving no room for the answer. Raise train.max_length above {max(lengths)} "
-            "(or its per-phase override in method.args / init.warmup.args)."
+            "(or its per-phase override in method.args / warmup.args)."
         )
 
 
@@ -104,7 +104,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     method = get_method(cfg.method.name)
     method.validate(cfg.method)
     task = get_task(cfg.task)
-    warmup_cfg = cfg.init.warmup
+    warmup_cfg = cfg.warmup if cfg.init.warmup else None
     data_build.ensure(cfg.data)
     model_source = modeling.ensure_available(cfg.model)
     tokenizer = modeling.load_tokenizer(model_source, cfg.model)

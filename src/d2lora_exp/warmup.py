@@ -25,7 +25,7 @@ def load_pool(warmup_cfg: Any) -> Dataset:
         ds = ds.filter(lambda src: src not in drop, input_columns="source")
     size = warmup_cfg.get("size")
     if size is not None:
-        sources.require_size(int(size), ds, "warm-up pool (init.warmup.size)")
+        sources.require_size(int(size), ds, "warm-up pool (warmup.size)")
         ds = ds.select(range(int(size)))
     if len(ds) == 0:
         raise UserError(f"{WHAT}: no rows left after dropping sources {sorted(drop)}.")

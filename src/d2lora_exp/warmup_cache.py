@@ -43,7 +43,7 @@ def _file_sha(path: str) -> str | None:
 
 
 def key_material(cfg: DictConfig, dtype: str) -> dict[str, Any]:
-    warm = OmegaConf.to_container(cfg.init.warmup, resolve=True)
+    warm = OmegaConf.to_container(cfg.warmup, resolve=True)
     data = dict(warm.pop("data"))
     # The location of a local file does not matter, its bytes do; a built model is named by its builder.
     data_sha = _file_sha(str(data["path"]))

@@ -11,7 +11,7 @@ from d2lora_exp import runner
 pytestmark = pytest.mark.slow
 
 # A warm-up strong enough to move the policy away from the base model, so the two references differ.
-STRONG_WARMUP = ["init=d2lora", "method=dpo", "init.warmup.learning_rate=5e-3", "init.warmup.num_train_epochs=2",
+STRONG_WARMUP = ["init=d2lora", "method=dpo", "warmup.learning_rate=5e-3", "warmup.num_train_epochs=2",
                  "method.beta=1.0"]
 
 

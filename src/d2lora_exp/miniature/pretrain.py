@@ -85,6 +85,7 @@ def pretrain(out_dir: Path, docs: list[str], seed: int = 0, steps: int = 600, ba
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
+        out_dir.chmod(0o755)  # mkdtemp makes it private; a shipped model must be readable by everyone
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return summary

@@ -1,0 +1,9 @@
+"""The miniature world: a small synthetic world for pretraining and fine-tuning a ~1M-parameter model on CPU.
+
+`world.World(seed)` draws fictional towns, regions, rivers, animals and people; `world.pretraining_corpus`
+writes plain-text documents about them (facts, arithmetic, short stories, short paragraphs); the
+dataset builders write rows in the exact schemas of the real data sets the experiments use
+(orpo-dpo-mix-40k, Math-Step-DPO-10K, GSM8K, econ paper abstracts, ARC-Easy), so the same loaders
+and metrics run on both. `world.write_all(out_dir, seed)` writes every file; `pretrain.py` trains
+the base model on the corpus. Everything is pure stdlib and deterministic for a given seed.
+"""

@@ -1,0 +1,46 @@
+"""The miniature world's base model: the pretraining script works, and the shipped model learnt the world."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from d2lora_exp import tiny_model
+from d2lora_exp.config import bundled_model
+from d2lora_exp.miniature import pretrain, world
+
+
+def _docs(n: int, seed: int = 0) -> list[str]:
+    return world.pretraining_corpus(world.World(seed), seed + 7, n)
+
+
+def test_pretraining_runs_is_deterministic_and_lowers_the_loss(tmp_path):
+    docs = _docs(300)
+    a = pretrain.pretrain(tmp_path / "a", docs, steps=8, batch_size=4, seq_len=64, warmup_steps=2, log_every=1)
+    b = pretrain.pretrain(tmp_path / "b", docs, steps=8, batch_size=4, seq_len=64, warmup_steps=2, log_every=1)
+    wa, wb = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert a["history"][-1]["loss"] < a["history"][0]["loss"]
+    assert json.loads((tmp_path / "a" / "pretrain.json").read_text())["steps"] == 8
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "a")
+    assert model.config.model_type == "llama" and model.config.num_hidden_layers == 4
+
+
+def _loss(model, tokenizer, docs: list[str]) -> float:
+    stream = pretrain.token_stream(tokenizer, docs)[: 64 * 128].view(-1, 128)
+    with torch.no_grad():
+        return float(model(input_ids=stream, labels=stream).loss)
+
+
+def test_the_shipped_model_knows_the_world_a_random_model_does_not(tmp_path):
+    path = bundled_model("tiny-world-llama")
+    shipped = AutoModelForCausalLM.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    random_model = AutoModelForCausalLM.from_pretrained(tiny_model.build(tmp_path / "random"))
+    docs = _docs(200, seed=0)  # the shipped model's world (seed 0), documents drawn with another seed
+    assert _loss(shipped, tokenizer, docs) < 0.5 * _loss(random_model, tokenizer, docs)
+    info = json.loads((path_json := __import__("pathlib").Path(path) / "pretrain.json").read_text())
+    assert info["seed"] == 0 and info["parameters"] < 2_000_000 and path_json.parent.stat().st_size
