@@ -7,7 +7,8 @@ SWEEP = $(VENV)/bin/python -m d2lora_exp --config-dir sweeps --config-name
 SWEEP_DIR ?= outputs/sweeps/paper-math
 
 .PHONY: help install demo test test-fast data tiny-model clean report \
-	sweep-learning-curves sweep-exp1 sweep-exp2-math sweep-exp2-titles sweep-forgetting sweep-low-data
+	sweep-learning-curves sweep-exp1 sweep-exp2-math sweep-exp2-titles sweep-forgetting sweep-low-data \
+	sweep-miniature sweep-miniature-math sweep-miniature-titles
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-24s %s\n", $$1, $$2}'
@@ -57,6 +58,16 @@ sweep-forgetting: $(STAMP)  ## Exp3: ARC-Easy after each Exp2 math run (shares t
 
 sweep-low-data: $(STAMP)  ## Exp4: ORPO below 1k examples, D2LoRA vs LoRA
 	$(SWEEP) exp4_low_data $(ARGS)
+
+sweep-miniature: $(STAMP)  ## Exp1-4 on the miniature world (pretrained tiny model, CPU), then both reports
+	$(SWEEP) miniature_math $(ARGS)
+	$(SWEEP) miniature_titles $(ARGS)
+
+sweep-miniature-math: $(STAMP)  ## the miniature world's math grid only
+	$(SWEEP) miniature_math $(ARGS)
+
+sweep-miniature-titles: $(STAMP)  ## the miniature world's title grid only
+	$(SWEEP) miniature_titles $(ARGS)
 
 report: $(STAMP)  ## tables + PNG curves of a sweep: make report SWEEP_DIR=outputs/sweeps/paper-math
 	$(VENV)/bin/python -m d2lora_exp.report $(SWEEP_DIR)

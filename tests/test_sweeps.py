@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 SWEEPS = sorted(p.stem for p in (REPO / "sweeps").glob("*.yaml"))
 TARGETS = {"exp1_data_scaling": "sweep-exp1", "exp2_math": "sweep-exp2-math", "exp2_titles": "sweep-exp2-titles",
-           "exp3_forgetting": "sweep-forgetting", "exp4_low_data": "sweep-low-data"}
+           "exp3_forgetting": "sweep-forgetting", "exp4_low_data": "sweep-low-data",
+           "miniature_math": "sweep-miniature-math", "miniature_titles": "sweep-miniature-titles"}
 SMOKE = ["experiment=smoke", "data_size=0,8", "warmup.size=12"]
 
 
@@ -97,6 +98,21 @@ def test_math_sweeps_share_their_runs_and_report(sweep_env):
     assert "curve/math/accuracy/orpo_table" in logged["summary"]
 
 
+@pytest.mark.parametrize("name", ["miniature_math", "miniature_titles"])
+def test_miniature_sweep_definitions(sweep_env, name):
+    """The miniature grids, shrunk to one seed and two sizes on the embedded tiny model (the real run is
+    `make sweep-miniature`); `sweep-miniature` itself runs both files."""
+    root, env = sweep_env
+    args = SMOKE + ["seed=0", "method=sft", f"sweep_name=smoke-{name}"]
+    proc = _make(TARGETS[name], args, env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = _complete_runs(root / "outputs" / "sweeps" / f"smoke-{name}")
+    assert len(runs) == 4 and {r["init"] for r in runs.values()} == {"lora", "d2lora"}
+    assert all(r["config"]["data"].get("build") is None for r in runs.values())  # smoke swapped the world out
+    makefile = (REPO / "Makefile").read_text()
+    assert f"$(SWEEP) {name}" in makefile.split("sweep-miniature:")[1].split("sweep-miniature-math:")[0]
+
+
 def test_titles_sweep(sweep_env):
     root, env = sweep_env
     proc = _make("sweep-exp2-titles", SMOKE, env)
@@ -156,6 +172,8 @@ def test_killed_sweep_resumes_without_losing_or_duplicating(tmp_path):
 
     rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
+    log = rerun.stdout + rerun.stderr  # progress: runs done / to do, and which were already complete
+    assert "sweep killed: 4 runs" in log and f"4/4 runs done ({len(before)} already complete)" in log
     runs = _complete_runs(sweep_dir)
     assert sorted(runs) == [f"lora-sft-math-n{n}-s0" for n in (0, 12, 4, 8)]
     for name, text in before.items():  # finished results kept byte for byte

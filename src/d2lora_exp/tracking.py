@@ -48,8 +48,9 @@ def has_api_key() -> bool:
 
 
 def resolve_mode(mode: str) -> str:
+    """auto: WANDB_MODE if the environment sets it, else online with an API key, else offline."""
     if mode == "auto":
-        return "online" if has_api_key() else "offline"
+        return os.environ.get("WANDB_MODE") or ("online" if has_api_key() else "offline")
     return mode
 
 
