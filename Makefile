@@ -6,7 +6,7 @@ ARGS ?=
 SWEEP = $(VENV)/bin/python -m d2lora_exp --config-dir sweeps --config-name
 SWEEP_DIR ?= outputs/sweeps/paper-math
 
-.PHONY: help install demo test test-fast data tiny-model clean report \
+.PHONY: help install demo test test-fast data tiny-model clean report bench wheels \
 	sweep-learning-curves sweep-exp1 sweep-exp2-math sweep-exp2-titles sweep-forgetting sweep-low-data \
 	sweep-miniature sweep-miniature-math sweep-miniature-titles
 
@@ -68,6 +68,25 @@ sweep-miniature-math: $(STAMP)  ## the miniature world's math grid only
 
 sweep-miniature-titles: $(STAMP)  ## the miniature world's title grid only
 	$(SWEEP) miniature_titles $(ARGS)
+
+bench: $(STAMP)  ## training/eval throughput vs plain TRL (GPU; ARGS=--smoke for the tiny model on CPU)
+	$(VENV)/bin/python benchmarks/bench.py $(ARGS)
+
+# What the GPU image (Python 3.12, torch/transformers/peft/accelerate preinstalled) lacks, as wheels in .whl/
+# for an offline install there: pip install --no-index --no-deps .whl/*.whl
+GPU_WHEELS = trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 hydra-core==1.3.8 omegaconf==2.3.1 \
+	evaluate==0.4.6 nltk==3.10.4 wandb==0.31.0 pydantic==2.14.3 pydantic-core==2.50.4 typing-inspection==0.4.5 \
+	annotated-types==0.8.0 platformdirs sentry-sdk gitpython gitdb smmap hydra-joblib-launcher==1.2.0 \
+	hydra-submitit-launcher==1.2.0 submitit==1.5.4
+GPU_SDIST_WHEELS = antlr4-python3-runtime==4.9.3 rouge-score==0.1.2
+
+wheels: $(STAMP)  ## gather the project + the dependencies the offline GPU image lacks as wheels in .whl/
+	mkdir -p .whl
+	$(VENV)/bin/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d .whl $(GPU_WHEELS)
+	$(VENV)/bin/python -m pip wheel -q --no-deps -w .whl $(GPU_SDIST_WHEELS) .
+	@ls .whl
 
 report: $(STAMP)  ## tables + PNG curves of a sweep: make report SWEEP_DIR=outputs/sweeps/paper-math
 	$(VENV)/bin/python -m d2lora_exp.report $(SWEEP_DIR)
