@@ -8,7 +8,7 @@ SWEEP_DIR ?= outputs/sweeps/paper-math
 
 .PHONY: help install demo test test-fast data tiny-model clean report bench wheels \
 	sweep-learning-curves sweep-exp1 sweep-exp2-math sweep-exp2-titles sweep-forgetting sweep-low-data \
-	sweep-miniature sweep-miniature-math sweep-miniature-titles
+	sweep-inits sweep-miniature sweep-miniature-math sweep-miniature-titles
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-24s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ sweep-forgetting: $(STAMP)  ## Exp3: ARC-Easy after each Exp2 math run (shares t
 
 sweep-low-data: $(STAMP)  ## Exp4: ORPO below 1k examples, D2LoRA vs LoRA
 	$(SWEEP) exp4_low_data $(ARGS)
+
+sweep-inits: $(STAMP)  ## D2LoRA x init: lora, pissa, olora, eva, corda, each with and without the warm-up
+	$(SWEEP) d2lora_x_init $(ARGS)
 
 sweep-miniature: $(STAMP)  ## Exp1-4 on the miniature world (pretrained tiny model, CPU), then both reports
 	$(SWEEP) miniature_math $(ARGS)

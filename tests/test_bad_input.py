@@ -37,6 +37,8 @@ def _no_training(monkeypatch):
         (["method=orpo", "train.max_length=64"], r"prompts of >= train.max_length=64 tokens.*Raise train.max_length"),
         (["init=d2lora", "warmup.size=100000"], r"exceeds the \d+ rows of the warm-up pool"),
         (["init=d2lora", "method=dpo", "method.reference=parent"], r"method.reference='parent': use init .* or base"),
+        (["init=pissa", "method=dpo", "method.reference=base"], r"rewrites the base weights.*Use method.reference=init"),
+        (["init.base=svd"], r"init.base='svd': choose one of"),
     ],
 )
 def test_bad_values_fail_before_training(make_cfg, monkeypatch, overrides, message):

@@ -52,6 +52,6 @@ def test_cli_help_lists_groups_and_cfg_prints_the_composed_job():
     help_text = _cli("--help").stdout
     for group in ["model", "init", "method", "task", "data"]:
         assert f"{group}:" in help_text
-    assert "d2lora, lora" in help_text and "dpo, orpo, sft" in help_text
+    assert "init: corda, d2lora, eva, lora, olora, pissa" in help_text and "dpo, orpo, sft" in help_text
     job = _cli("--cfg", "job", "init=d2lora", "method=orpo", "data_size=100").stdout
     assert "name: d2lora" in job and "name: orpo" in job and "data_size: 100" in job

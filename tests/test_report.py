@@ -25,6 +25,8 @@ def test_report_aggregates_seeds_in_the_paper_layout(tmp_path, capsys):
             _run(sweep, init, "sft", n, seed, acc)
     _run(sweep, "lora", "sft", 200, 0, 99.0, status="failed")  # unfinished runs are not results
     _run(sweep, "lora", "dpo", 100, 0, 5.0, reference="base")
+    _run(sweep, "pissa", "sft", 100, 0, 40.0)
+    _run(sweep, "d2lora+pissa", "sft", 100, 0, 43.0)
     report.main([str(sweep)])
     md = (sweep / "report.md").read_text()
     mean, std = statistics.fmean([20, 22, 27]), statistics.stdev([20, 22, 27])
@@ -32,11 +34,12 @@ def test_report_aggregates_seeds_in_the_paper_layout(tmp_path, capsys):
     assert f"| sft | lora | 12.00 ± 2.00 (3) [±4.97] | {mean:.2f} ± {std:.2f} (3) [±{half:.2f}] |" in md
     assert "| sft | d2lora | 11.00 ± 0.00 (3) [±0.00] | 32.00 ± 2.65 (3) [±6.57] |" in md
     # D2LoRA - LoRA paired by seed: [1, -1, -3] at n=0 and [10, 9, 8] at n=100.
-    assert "| sft | -1.00 ±4.97 (3) | +9.00 ±2.48 (3) |" in md
+    assert "| sft | d2lora − lora | -1.00 ±4.97 (3) | +9.00 ±2.48 (3) |" in md
     assert "| dpo[ref=base] | lora | – | 5.00 ± 0.00 (1) |" in md
     assert "200" not in md.split("## math: accuracy")[1].split("\n")[2]
     with open(sweep / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == (12 + 1) * 2  # accuracy and strict_accuracy per finished run
+    assert "| sft | d2lora+pissa − pissa | – | +3.00 (1) |" in md  # composed inits pair with their plain twin
+    assert len(rows) == (12 + 3) * 2  # accuracy and strict_accuracy per finished run
     assert (sweep / "curve_math_accuracy.png").stat().st_size > 5000
     assert "results; wrote" in capsys.readouterr().out

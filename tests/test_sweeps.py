@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 SWEEPS = sorted(p.stem for p in (REPO / "sweeps").glob("*.yaml"))
 TARGETS = {"exp1_data_scaling": "sweep-exp1", "exp2_math": "sweep-exp2-math", "exp2_titles": "sweep-exp2-titles",
            "exp3_forgetting": "sweep-forgetting", "exp4_low_data": "sweep-low-data",
-           "miniature_math": "sweep-miniature-math", "miniature_titles": "sweep-miniature-titles"}
+           "miniature_math": "sweep-miniature-math", "miniature_titles": "sweep-miniature-titles",
+           "d2lora_x_init": "sweep-inits"}
 SMOKE = ["experiment=smoke", "data_size=0,8", "warmup.size=12"]
 
 
@@ -111,6 +112,18 @@ def test_miniature_sweep_definitions(sweep_env, name):
     assert all(r["config"]["data"].get("build") is None for r in runs.values())  # smoke swapped the world out
     makefile = (REPO / "Makefile").read_text()
     assert f"$(SWEEP) {name}" in makefile.split("sweep-miniature:")[1].split("sweep-miniature-math:")[0]
+
+
+def test_init_sweep_pairs_every_init_with_its_warmed_up_twin(sweep_env):
+    root, env = sweep_env
+    proc = _make("sweep-inits", ["experiment=smoke", "data_size=8", "warmup.size=12", "calibration.rows=6"], env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    sweep_dir = root / "outputs" / "sweeps" / "paper-math-inits"
+    labels = {r["init"] for r in _complete_runs(sweep_dir).values()}
+    assert labels == {"lora", "d2lora", "pissa", "d2lora+pissa", "olora", "d2lora+olora", "eva", "d2lora+eva",
+                      "corda", "d2lora+corda"}
+    report = (sweep_dir / "report.md").read_text()
+    assert "| sft | d2lora+corda − corda |" in report and "| sft | d2lora − lora |" in report
 
 
 def test_titles_sweep(sweep_env):

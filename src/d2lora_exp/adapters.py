@@ -43,9 +43,11 @@ def load_frozen(model, adapter_dir: str | Path) -> PeftModel:
     return PeftModel.from_pretrained(model, str(adapter_dir), adapter_name=ADAPTER_NAME, is_trainable=False)
 
 
-def save(peft_model: PeftModel, out_dir: str | Path) -> Path:
+def save(peft_model: PeftModel, out_dir: str | Path, initial_dir: str | Path | None = None) -> Path:
+    """Safetensors; with `initial_dir` (inits that rewrite the base) converted to apply to the original base."""
     out_dir = Path(out_dir)
-    peft_model.save_pretrained(str(out_dir), selected_adapters=[ADAPTER_NAME], safe_serialization=True)
+    peft_model.save_pretrained(str(out_dir), selected_adapters=[ADAPTER_NAME], safe_serialization=True,
+                               path_initial_model_for_weight_conversion=str(initial_dir) if initial_dir else None)
     return out_dir
 
 

@@ -32,6 +32,14 @@ def bundled_model(name: str) -> str:
     return str(PACKAGE_DIR / "bundled" / "models" / name)
 
 
+def init_label(base: str, warmup: bool) -> str:
+    """lora, d2lora, pissa, d2lora+pissa, ...: how results, run names and reports name an initialisation."""
+    name = "lora" if base == "default" else base
+    if not warmup:
+        return name
+    return "d2lora" if base == "default" else f"d2lora+{base}"
+
+
 def gpu_count() -> int:
     """Visible GPUs (at least 1), for the parallel launcher's worker count; never initialises CUDA."""
     from .gpu_slots import visible_gpus
@@ -43,5 +51,7 @@ if not OmegaConf.has_resolver("bundled"):
     OmegaConf.register_new_resolver("bundled", bundled_path)
 if not OmegaConf.has_resolver("bundled_model"):
     OmegaConf.register_new_resolver("bundled_model", bundled_model)
+if not OmegaConf.has_resolver("d2lora_init_label"):
+    OmegaConf.register_new_resolver("d2lora_init_label", init_label)
 if not OmegaConf.has_resolver("d2lora_gpu_count"):
     OmegaConf.register_new_resolver("d2lora_gpu_count", gpu_count)

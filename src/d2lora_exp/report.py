@@ -21,6 +21,7 @@ from .stats import mean_ci, paired_difference
 # Metrics reported per task, the headline first; ARC-Easy appears where the forgetting eval ran.
 TASK_METRICS = {"math": ["accuracy", "strict_accuracy"], "titles": ["rougeL", "rouge1", "rouge2"]}
 FORGETTING_METRICS = ["arc_acc_norm", "arc_acc"]
+INIT_ORDER = ["lora", "d2lora"] + [f"{w}{b}" for b in ("pissa", "olora", "eva", "corda") for w in ("", "d2lora+")]
 FIELDS = ["task", "method", "init", "data_size", "seed", "dpo_reference", "metric", "value", "run_dir"]
 
 
@@ -75,26 +76,29 @@ def markdown(stats: dict[tuple, dict[str, float]], title: str) -> str:
         lines += [f"## {task}: {metric}", "", "| method | init | " + " | ".join(str(s) for s in sizes) + " |",
                   "|---|---|" + "---|" * len(sizes)]
         for method in _order({k[0] for k in cells}, ["sft", "dpo", "orpo"]):
-            for init in _order({k[1] for k in cells if k[0] == method}, ["lora", "d2lora"]):
+            for init in _order({k[1] for k in cells if k[0] == method}, INIT_ORDER):
                 row = [f"{c['mean']:.2f} ± {c['std']:.2f} ({c['n']})" + (f" [{_fmt_ci(c['ci95']).strip()}]" if c["n"] > 1 else "")
                        if (c := cells.get((method, init, s))) else "–" for s in sizes]
                 lines.append(f"| {method} | {init} | " + " | ".join(row) + " |")
         lines.append("")
         paired = []
         for method in _order({k[0] for k in cells}, ["sft", "dpo", "orpo"]):
-            diffs = []
-            for s in sizes:
-                a, b = cells.get((method, "lora", s)), cells.get((method, "d2lora", s))
-                if a and b:
-                    mean, half, n = paired_difference(a["by_seed"], b["by_seed"])
-                    diffs.append(f"{mean:+.2f}{_fmt_ci(half)} ({n})" if n else "–")
-                else:
-                    diffs.append("–")
-            if any(d != "–" for d in diffs):
-                paired.append(f"| {method} | " + " | ".join(diffs) + " |")
+            for plain in _order({k[1] for k in cells if k[0] == method and not k[1].startswith("d2lora")}, ["lora"]):
+                warmed = "d2lora" if plain == "lora" else f"d2lora+{plain}"
+                diffs = []
+                for s in sizes:
+                    a, b = cells.get((method, plain, s)), cells.get((method, warmed, s))
+                    if a and b:
+                        mean, half, n = paired_difference(a["by_seed"], b["by_seed"])
+                        diffs.append(f"{mean:+.2f}{_fmt_ci(half)} ({n})" if n else "–")
+                    else:
+                        diffs.append("–")
+                if any(d != "–" for d in diffs):
+                    paired.append(f"| {method} | {warmed} − {plain} | " + " | ".join(diffs) + " |")
         if paired:
-            lines += [f"D2LoRA − LoRA on {metric}, paired by seed: mean ±95% half-width (pairs)", "",
-                      "| method | " + " | ".join(str(s) for s in sizes) + " |", "|---|" + "---|" * len(sizes), *paired, ""]
+            lines += [f"With warm-up minus without, on {metric}, paired by seed: mean ±95% half-width (pairs)", "",
+                      "| method | difference | " + " | ".join(str(s) for s in sizes) + " |",
+                      "|---|---|" + "---|" * len(sizes), *paired, ""]
     return "\n".join(lines)
 
 
@@ -110,7 +114,7 @@ def plot(stats: dict[tuple, dict[str, float]], out_dir: Path) -> list[Path]:
         methods = _order({k[0] for k in cells}, ["sft", "dpo", "orpo"])
         fig, axes = plt.subplots(1, len(methods), figsize=(4.5 * len(methods), 3.6), squeeze=False)
         for ax, method in zip(axes[0], methods):
-            for init in _order({k[1] for k in cells if k[0] == method}, ["lora", "d2lora"]):
+            for init in _order({k[1] for k in cells if k[0] == method}, INIT_ORDER):
                 sizes = sorted(k[2] for k in cells if k[:2] == (method, init))
                 means = [cells[(method, init, s)]["mean"] for s in sizes]
                 stds = [cells[(method, init, s)]["std"] for s in sizes]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,10 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import adapters, modeling, resume, tracking, warmup, warmup_cache
+from . import adapters, inits, modeling, resume, tracking, warmup, warmup_cache
 from .data import build as data_build
 from .data import sources, subsets
+from .config import init_label
 from .device import resolve_device, resolve_dtype
 from .errors import UserError
 from .methods import get_method
@@ -103,6 +105,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     dtype = resolve_dtype(cfg.model.dtype, device)
     method = get_method(cfg.method.name)
     method.validate(cfg.method)
+    inits.validate(cfg.init, cfg.method)
+    base_init = cfg.init.get("base", "default")
+    label = init_label(base_init, bool(cfg.init.warmup))
     task = get_task(cfg.task)
     warmup_cfg = cfg.warmup if cfg.init.warmup else None
     data_build.ensure(cfg.data)
@@ -116,6 +121,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if n > 0:
         train_rows = task.preference_rows(subset, tokenizer) if method.DATASET_KIND == "preference" else task.sft_rows(subset, tokenizer)
     warmup_rows = warmup.sft_rows(warmup.load_pool(warmup_cfg), tokenizer) if warmup_cfg else None
+    calibration_texts = None
+    if base_init in inits.NEEDS_CALIBRATION:  # eva/corda: activations of the first warm-up rows by default
+        calib_pool = warmup.load_pool(cfg.warmup)
+        calib = warmup.sft_rows(calib_pool.select(range(min(int(cfg.calibration.rows), len(calib_pool)))), tokenizer)
+        calibration_texts = [p + c for p, c in zip(calib["prompt"], calib["completion"])]
     sft = get_method("sft")
     adapt_config = method.make_config(_training_args(cfg, out_dir / "trainer_adapt", cfg.method, device, dtype), cfg.method)
     warmup_config = sft.make_config(_training_args(cfg, out_dir / "trainer_warmup", warmup_cfg, device, dtype), cfg.method) if warmup_cfg else None
@@ -134,7 +144,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             arc_set = limited(arc_set, cfg.eval.limit)
             for row in arc_set:
                 forgetting.gold_index(row)
-    results.update(init=cfg.init.name, method=cfg.method.name, task=task.name, data_size=n, seed=int(cfg.seed),
+    results.update(init=label, init_base=base_init, method=cfg.method.name, task=task.name, data_size=n, seed=int(cfg.seed),
                    model=cfg.model.name, device=device, dtype=str(dtype).removeprefix("torch."),
                    subset_hash=subset_hash, pool_size=len(pool), warmup_rows=len(warmup_rows) if warmup_rows else 0,
                    dpo_reference=cfg.method.get("reference") if cfg.method.name == "dpo" else None)
@@ -146,6 +156,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         t = time.perf_counter()
         model = modeling.load_model(model_source, cfg.model, device, dtype)
         timings["load_model"] = round(time.perf_counter() - t, 2)
+
+        def calibration():
+            if calibration_texts is None:
+                return None
+            return inits.calibration_batches(tokenizer, calibration_texts, int(cfg.calibration.batch_size),
+                                             int(cfg.train.max_length), device)
 
         # 3. Warm-up (D2LoRA only): SFT of fresh adapters on general data, trained once and cached.
         warmup_dir: Path | None = None
@@ -159,12 +175,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 wrun = tracking.start(cfg.wandb, out_dir, f"warmup-{key[:8]}-s{cfg.seed}", job_type="warmup",
                                       tags=[f"warmup:{key}", f"seed:{cfg.seed}"], config=material)
                 try:
-                    model = adapters.fresh(model, cfg.lora, int(cfg.seed))
+                    initial = target / "initial" if base_init in inits.REWRITES_BASE else None
+                    model = inits.create(model, cfg.lora, base_init, int(cfg.seed), calibration(), initial)
                     callback = tracking.PhaseLogger("warmup", wrun)
                     trainer = sft.build_trainer(model, tokenizer, warmup_rows, warmup_config, cfg.method, [callback])
                     stats = _train(trainer, callback)
-                    adapters.save(model, target)
-                    model = model.unload()  # back to the clean base; later phases load the saved adapter
+                    adapters.save(model, target, initial_dir=initial)
+                    if initial is not None:
+                        shutil.rmtree(initial)
+                        # The base in memory is the residual W - BA: reload the original for what follows.
+                        model = modeling.load_model(model_source, cfg.model, device, dtype)
+                    else:
+                        model = model.unload()  # back to the clean base; later phases load the saved adapter
                 finally:
                     if wrun is not None:
                         wrun.finish()
@@ -180,20 +202,22 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                                    "digest": adapters.file_digest(warmup_dir)}, timings=timings)
 
         run = tracking.start(cfg.wandb, out_dir, cfg.run_name, job_type="adapt" if n > 0 else "eval",
-                             tags=[f"init:{cfg.init.name}", f"method:{cfg.method.name}", f"task:{task.name}",
+                             tags=[f"init:{label}", f"method:{cfg.method.name}", f"task:{task.name}",
                                    f"n:{n}", f"seed:{cfg.seed}"],
                              config={**OmegaConf.to_container(cfg, resolve=True), "warmup_used": results.data.get("warmup")})
 
         # 4. Adaptation on the first n rows of the task pool.
         if n > 0:
-            model = adapters.load_trainable(model, warmup_dir) if warmup_dir else adapters.fresh(model, cfg.lora, int(cfg.seed))
+            initial = out_dir / "initial_adapter" if base_init in inits.REWRITES_BASE and not warmup_dir else None
+            model = (adapters.load_trainable(model, warmup_dir) if warmup_dir
+                     else inits.create(model, cfg.lora, base_init, int(cfg.seed), calibration(), initial))
             start = {"digest": adapters.live_digest(model), "lora_b_norm": adapters.lora_b_norm(model)}
             log.info("adaptation: %s on %d %s rows", cfg.method.name, n, task.name)
             callback = tracking.PhaseLogger("adapt", run)
             trainer = method.build_trainer(model, tokenizer, train_rows, adapt_config, cfg.method, [callback])
             stats = _train(trainer, callback)
             model = trainer.model
-            adapter_dir = adapters.save(model, out_dir / "adapter")
+            adapter_dir = adapters.save(model, out_dir / "adapter", initial_dir=initial)
             timings["adapt"] = stats.pop("seconds")
             results.update(adapt={**stats, "start": start, "adapter": str(adapter_dir),
                                   "digest": adapters.file_digest(adapter_dir),
@@ -217,7 +241,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         results.update(metrics=metrics, metric=cfg.task.eval.metric, score=metrics.get(cfg.task.eval.metric),
                        timings=timings, status="complete")
         if run is not None:
-            run.summary.update({"data_size": n, "init": cfg.init.name, "method": cfg.method.name, "task": task.name,
+            run.summary.update({"data_size": n, "init": label, "method": cfg.method.name, "task": task.name,
                                 "seed": int(cfg.seed), **{f"eval/{k}": v for k, v in metrics.items()},
                                 **{f"time/{k}": v for k, v in timings.items()}})
         return results.data

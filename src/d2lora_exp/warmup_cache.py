@@ -55,6 +55,9 @@ def key_material(cfg: DictConfig, dtype: str) -> dict[str, Any]:
         "format": FORMAT_VERSION,
         "model": {**model, "dtype": dtype},
         "lora": OmegaConf.to_container(cfg.lora, resolve=True),
+        "init_base": cfg.init.get("base", "default"),
+        "calibration": (OmegaConf.to_container(cfg.calibration, resolve=True)
+                        if cfg.init.get("base") in ("eva", "corda") else None),
         "data": data,
         "warmup": warm,
         "train": OmegaConf.to_container(cfg.train, resolve=True),
