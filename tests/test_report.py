@@ -43,3 +43,14 @@ def test_report_aggregates_seeds_in_the_paper_layout(tmp_path, capsys):
     assert len(rows) == (12 + 3) * 2  # accuracy and strict_accuracy per finished run
     assert (sweep / "curve_math_accuracy.png").stat().st_size > 5000
     assert "results; wrote" in capsys.readouterr().out
+
+
+def test_published_numbers_appear_beside_ours(tmp_path):
+    sweep = tmp_path / "sweep"
+    _run(sweep, "lora", "sft", 100, 0, 20.0)
+    _run(sweep, "d2lora", "sft", 100, 0, 22.0)
+    paper = {"math": {"accuracy": {"sft": {"d2lora": {100: 61.5, 5000: 70.0}}}}}
+    md = report.markdown(report.aggregate(report.collect(sweep)), "t", paper)
+    assert "| sft | d2lora (paper) | 61.50 |" in md
+    assert "lora (paper)" not in md.replace("d2lora (paper)", "")
+    assert isinstance(report.paper_results(), dict)  # the shipped file parses

@@ -67,7 +67,17 @@ def _order(values, preferred: list[str]) -> list:
     return sorted(set(values), key=lambda v: (preferred.index(v) if v in preferred else len(preferred), v))
 
 
-def markdown(stats: dict[tuple, dict[str, float]], title: str) -> str:
+def paper_results(path: Path | None = None) -> dict:
+    """Published numbers: task -> metric -> method -> init -> {data_size: value} (conf/paper_results.yaml)."""
+    from omegaconf import OmegaConf
+
+    from .config import config_dir
+
+    path = path or config_dir() / "paper_results.yaml"
+    return OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else {}
+
+
+def markdown(stats: dict[tuple, dict[str, float]], title: str, paper: dict | None = None) -> str:
     lines = [f"# {title}", "", "Cells: mean ± std over seeds (number of seeds) [95% t-interval half-width]. "
              "Data size 0 = the initialisation itself.", ""]
     for task, metric in _order({(k[0], k[1]) for k in stats}, []):
@@ -80,6 +90,11 @@ def markdown(stats: dict[tuple, dict[str, float]], title: str) -> str:
                 row = [f"{c['mean']:.2f} ± {c['std']:.2f} ({c['n']})" + (f" [{_fmt_ci(c['ci95']).strip()}]" if c["n"] > 1 else "")
                        if (c := cells.get((method, init, s))) else "–" for s in sizes]
                 lines.append(f"| {method} | {init} | " + " | ".join(row) + " |")
+                published = ((paper or {}).get(task, {}).get(metric, {}).get(method, {}) or {}).get(init) or {}
+                if any(int(k) in sizes for k in published):
+                    values = {int(k): v for k, v in published.items()}
+                    lines.append(f"| {method} | {init} (paper) | " + " | ".join(
+                        f"{values[s]:.2f}" if s in values else "–" for s in sizes) + " |")
         lines.append("")
         paired = []
         for method in _order({k[0] for k in cells}, ["sft", "dpo", "orpo"]):
@@ -130,7 +145,7 @@ def plot(stats: dict[tuple, dict[str, float]], out_dir: Path) -> list[Path]:
     return paths
 
 
-def write(sweep_dir: Path) -> dict[str, Any]:
+def write(sweep_dir: Path, paper: dict | None = None) -> dict[str, Any]:
     """Write results.csv, report.md and the PNG curves into sweep_dir; return what was written."""
     rows = collect(sweep_dir)
     with open(sweep_dir / "results.csv", "w", newline="") as f:
@@ -138,7 +153,8 @@ def write(sweep_dir: Path) -> dict[str, Any]:
         writer.writeheader()
         writer.writerows(rows)
     stats = aggregate(rows)
-    (sweep_dir / "report.md").write_text(markdown(stats, f"Results: {sweep_dir.name}"))
+    paper = paper_results() if paper is None else paper
+    (sweep_dir / "report.md").write_text(markdown(stats, f"Results: {sweep_dir.name}", paper))
     return {"rows": rows, "stats": stats, "plots": plot(stats, sweep_dir) if stats else []}
 
 
