@@ -3,6 +3,8 @@ pretrained tiny model really improves the task metric over data_size=0."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from omegaconf import OmegaConf
 
@@ -15,7 +17,8 @@ from d2lora_exp.tasks import get_task
 def test_generated_files_pass_the_schema_checks_of_the_real_data(tmp_path):
     files = world.write_all(tmp_path, seed=3, sizes={"corpus": 50, "warmup": 40, "math_train": 60,
                                                      "math_validation": 20, "gsm8k_test": 20, "titles": 130, "arc": 20})
-    assert set(files) == {"corpus", "warmup", "math_train", "math_validation", "gsm8k_test", "titles", "arc"}
+    assert set(files) == {"corpus", "warmup", "math_train", "math_validation", "gsm8k_validation", "gsm8k_test",
+                          "titles", "arc"}
     math = get_task(OmegaConf.create({"name": "math", "train": {"data": {"path": str(tmp_path / "math_step_dpo.jsonl")}},
                                       "eval": {"data": {"path": str(tmp_path / "gsm8k_test.jsonl")}}}))
     assert len(math.train_pool()) == 60 and len(math.eval_set()) == 20
@@ -40,3 +43,15 @@ def test_adaptation_improves_the_task_metric_over_data_size_zero(make_cfg):
     trained = runner.run(make_cfg(*common, "data_size=200", fast=False, out="n200"))
     assert trained["metrics"]["rougeL"] > zero["metrics"]["rougeL"] + 5
     assert trained["metrics"]["rougeL_ci95_low"] > zero["metrics"]["rougeL_ci95_high"]  # clearly, not by chance
+
+
+def test_validation_split_in_the_gsm8k_schema_scores_its_own_solutions(tmp_path):
+    from d2lora_exp.metrics import gsm8k
+
+    world.write_all(tmp_path, seed=1, sizes={"corpus": 20, "math_train": 50, "math_validation": 30, "gsm8k_test": 30})
+    read = lambda name: [json.loads(line) for line in (tmp_path / name).read_text().splitlines()]  # noqa: E731
+    val, math_val, test = read("gsm8k_validation.jsonl"), read("math_validation.jsonl"), read("gsm8k_test.jsonl")
+    assert [v["question"] for v in val] == [m["prompt"] for m in math_val]
+    assert all(gsm8k.reference_answer(v["answer"]) == m["answer"] for v, m in zip(val, math_val))
+    assert all(gsm8k.is_correct(v["answer"], v["answer"]) for v in val)
+    assert not {v["question"] for v in val} & {t["question"] for t in test}

@@ -607,6 +607,13 @@ def gsm8k_solution(p: Problem) -> str:
     return "".join(f"{x} {op} {y} = {r}\n" for x, op, y, r in p.steps) + f"#### {p.answer}"
 
 
+def gsm8k_from_math(row: dict) -> dict:
+    """The same problem in the GSM8K schema, so the validation split can be scored like the test set."""
+    lines = (row["initial_reason_steps"] + row["full_chosen"]).strip().splitlines()
+    steps = [line.split(": ", 1)[1].rstrip(".") for line in lines if line.startswith("Step ")]
+    return {"question": row["prompt"], "answer": "".join(f"{s}\n" for s in steps) + f"#### {row['answer']}"}
+
+
 def gsm8k_rows(world: World, seed: int, n: int, exclude: set[str] | frozenset = frozenset()) -> list[dict]:
     """Rows of openai/gsm8k (question, answer = worked solution ending '#### N'), none in `exclude`."""
     rng = random.Random(f"gsm8k-{seed}")
@@ -652,8 +659,8 @@ def arc_rows(world: World, seed: int, n: int) -> list[dict]:
 DEFAULT_SIZES = {"corpus": 20_000, "warmup": 2_000, "math_train": 10_000, "math_validation": 500, "gsm8k_test": 300,
                  "titles": 2_100, "arc": 300}
 FILES = {"corpus": "corpus.txt", "warmup": "orpo_dpo_mix.jsonl", "math_train": "math_step_dpo.jsonl",
-         "math_validation": "math_validation.jsonl", "gsm8k_test": "gsm8k_test.jsonl", "titles": "econ_titles.csv",
-         "arc": "arc_easy_test.jsonl"}
+         "math_validation": "math_validation.jsonl", "gsm8k_validation": "gsm8k_validation.jsonl",
+         "gsm8k_test": "gsm8k_test.jsonl", "titles": "econ_titles.csv", "arc": "arc_easy_test.jsonl"}
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -683,6 +690,7 @@ def write_all(out_dir: Path, seed: int = 0, sizes: dict | None = None) -> dict[s
     taken |= {r["prompt"] for r in validation}
     _write_jsonl(paths["math_train"], train)
     _write_jsonl(paths["math_validation"], validation)
+    _write_jsonl(paths["gsm8k_validation"], [gsm8k_from_math(r) for r in validation])  # tuning without the test set
     _write_jsonl(paths["gsm8k_test"], gsm8k_rows(world, seed, size["gsm8k_test"], exclude=taken))
     with open(paths["titles"], "w", encoding="utf-8", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["title", "abstract"], quoting=csv.QUOTE_ALL, lineterminator="\n")
