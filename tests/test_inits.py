@@ -94,6 +94,14 @@ def test_validate_refuses_base_reference_on_a_residual_base():
 
 
 @pytest.mark.slow
+def test_calibration_data_is_configurable(make_cfg, tmp_path):
+    missing = tmp_path / "nope.jsonl"
+    with pytest.raises(UserError, match="nope.jsonl does not exist"):
+        runner.run(make_cfg("init=eva", f"calibration.data={{path:{missing}}}"))
+    assert runner.run(make_cfg("init=eva", "calibration.rows=4"))["status"] == "complete"
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("base", ["pissa", "eva"])
 def test_d2lora_composed_with_an_init_runs_end_to_end(make_cfg, base):
     result = runner.run(make_cfg(f"init={base}", "init.warmup=true", "method=dpo", "method.reference=base"))

@@ -123,7 +123,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     warmup_rows = warmup.sft_rows(warmup.load_pool(warmup_cfg), tokenizer) if warmup_cfg else None
     calibration_texts = None
     if base_init in inits.NEEDS_CALIBRATION:  # eva/corda: activations of the first warm-up rows by default
-        calib_pool = warmup.load_pool(cfg.warmup)
+        calib_pool = warmup.load_pool(OmegaConf.merge(cfg.warmup, {"data": cfg.calibration.data, "size": None}))
         calib = warmup.sft_rows(calib_pool.select(range(min(int(cfg.calibration.rows), len(calib_pool)))), tokenizer)
         calibration_texts = [p + c for p, c in zip(calib["prompt"], calib["completion"])]
     sft = get_method("sft")
