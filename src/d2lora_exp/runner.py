@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import adapters, inits, modeling, resume, tracking, warmup, warmup_cache
+from . import adapters, forgetting, inits, modeling, resume, tracking, warmup, warmup_cache
 from .data import build as data_build
 from .data import sources, subsets
 from .config import init_label
@@ -103,6 +103,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise UserError(f"data_size={n} is negative; use an integer >= 0 (0 evaluates the initialisation).")
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.model.dtype, device)
+    dtype_name = str(dtype).removeprefix("torch.")
     method = get_method(cfg.method.name)
     method.validate(cfg.method)
     inits.validate(cfg.init, cfg.method)
@@ -137,15 +138,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.eval.enabled:
         task.eval_set()
         if cfg.eval.forgetting:
-            from . import forgetting
-
             arc_set = sources.load(cfg.eval.forgetting_data, "ARC-Easy (forgetting)")
             sources.require_columns(arc_set, forgetting.ARC_COLUMNS, "ARC-Easy (forgetting)")
             arc_set = limited(arc_set, cfg.eval.limit)
             for row in arc_set:
                 forgetting.gold_index(row)
     results.update(init=label, init_base=base_init, method=cfg.method.name, task=task.name, data_size=n, seed=int(cfg.seed),
-                   model=cfg.model.name, device=device, dtype=str(dtype).removeprefix("torch."),
+                   model=cfg.model.name, device=device, dtype=dtype_name,
                    subset_hash=subset_hash, pool_size=len(pool), warmup_rows=len(warmup_rows) if warmup_rows else 0,
                    dpo_reference=cfg.method.get("reference") if cfg.method.name == "dpo" else None)
     timings["checks"] = round(time.perf_counter() - t0, 2)
@@ -166,7 +165,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         # 3. Warm-up (D2LoRA only): SFT of fresh adapters on general data, trained once and cached.
         warmup_dir: Path | None = None
         if warmup_rows is not None:
-            material = warmup_cache.key_material(cfg, str(dtype).removeprefix("torch."))
+            material = warmup_cache.key_material(cfg, dtype_name)
 
             def build_warmup(target: Path) -> dict[str, Any]:
                 nonlocal model
@@ -232,8 +231,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             t = time.perf_counter()
             metrics = task.evaluate(model, tokenizer, cfg.eval, out_dir)
             if arc_set is not None:
-                from . import forgetting
-
                 metrics.update(forgetting.evaluate_arc(model, tokenizer, arc_set, cfg.eval.batch_size,
                                                        out_dir / "predictions_arc_easy.jsonl"))
             timings["eval"] = round(time.perf_counter() - t, 2)

@@ -86,13 +86,13 @@ class PhaseLogger(TrainerCallback):
 def log_sweep_summary(wandb_cfg: Any, sweep_dir: Path, sweep_name: str, written: dict[str, Any]) -> str | None:
     """One summary run per sweep: the results table and metric-vs-data_size charts, LoRA and D2LoRA as
     series per method (the paper's learning-curve figures), plus the local PNGs."""
-    if not wandb_cfg.enabled or resolve_mode(wandb_cfg.mode) == "disabled" or not written["rows"]:
+    if not written["rows"]:
+        return None
+    run = start(wandb_cfg, sweep_dir, f"summary-{sweep_name}", job_type="summary", tags=["summary"], config={})
+    if run is None:
         return None
     import wandb
 
-    run = wandb.init(project=wandb_cfg.project, entity=wandb_cfg.entity, dir=str(sweep_dir),
-                     mode=resolve_mode(wandb_cfg.mode), group=sweep_name, job_type="summary",
-                     name=f"summary-{sweep_name}", tags=["summary"], reinit="finish_previous")
     try:
         columns = ["task", "method", "init", "data_size", "seed", "metric", "value"]
         run.log({"results": wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in written["rows"]])})
