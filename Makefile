@@ -8,7 +8,7 @@ SWEEP_DIR ?= outputs/sweeps/paper-math
 
 .PHONY: help install demo test test-fast data tiny-model clean report bench wheels \
 	sweep-learning-curves sweep-exp1 sweep-exp2-math sweep-exp2-titles sweep-forgetting sweep-low-data \
-	sweep-inits sweep-miniature sweep-miniature-math sweep-miniature-titles
+	sweep-inits sweep-miniature sweep-miniature-math sweep-miniature-titles tune-miniature
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-24s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ sweep-miniature-math: $(STAMP)  ## the miniature world's math grid only
 
 sweep-miniature-titles: $(STAMP)  ## the miniature world's title grid only
 	$(SWEEP) miniature_titles $(ARGS)
+
+tune-miniature: $(STAMP)  ## the miniature world's learning-rate search on the validation split (LoRA and D2LoRA)
+	$(SWEEP) miniature_tune $(ARGS)
 
 bench: $(STAMP)  ## training/eval throughput vs plain TRL (GPU; ARGS=--smoke for the tiny model on CPU)
 	$(VENV)/bin/python benchmarks/bench.py $(ARGS)

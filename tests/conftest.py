@@ -47,9 +47,14 @@ def cache_dir(tmp_path_factory) -> Path:
 
 
 def compose_cfg(overrides: list[str], out_dir: Path, cache: Path, fast: bool = True):
-    """The config `python -m d2lora_exp <overrides>` would run, with its outputs under out_dir."""
+    """The config `python -m d2lora_exp <overrides>` would run, with its outputs under out_dir.
+
+    Fast configs run the smoke world (the 0.1M random model and bundled files) unless the test names
+    another experiment; `fast=False` composes exactly what the command line would."""
     overrides = list(overrides)
     base = FAST if fast else []
+    if fast and not any(o.startswith("experiment=") for o in overrides):
+        base = ["experiment=smoke", *base]
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name="config", overrides=base + overrides, return_hydra_config=True)

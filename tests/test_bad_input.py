@@ -39,6 +39,7 @@ def _no_training(monkeypatch):
         (["init=d2lora", "method=dpo", "method.reference=parent"], r"method.reference='parent': use init .* or base"),
         (["init=pissa", "method=dpo", "method.reference=base"], r"rewrites the base weights.*Use method.reference=init"),
         (["init.base=svd"], r"init.base='svd': choose one of"),
+        (["eval.chat=true"], r"eval.chat=true needs held-out chat prompts: set eval.chat_data="),
     ],
 )
 def test_bad_values_fail_before_training(make_cfg, monkeypatch, overrides, message):

@@ -38,10 +38,13 @@ def test_paper_defaults(make_cfg):
     assert make_cfg("method=dpo", fast=False).method.reference == "init"
 
 
-def test_default_is_the_embedded_world(make_cfg):
+def test_default_is_the_embedded_miniature_world(make_cfg):
     cfg = make_cfg(fast=False)
-    assert cfg.model.build == "tiny_llama" and cfg.device == "auto"
-    assert os.path.isfile(cfg.data.math_train.path)
+    assert cfg.model.name == "tiny-world-llama" and os.path.isfile(os.path.join(cfg.model.name_or_path, "model.safetensors"))
+    assert cfg.data.build.kind == "miniature" and cfg.device == "cpu"
+    assert cfg.method.learning_rate > 1e-4  # the miniature's own rates, not the 8B model's 1e-6
+    smoke = make_cfg("experiment=smoke", fast=False)
+    assert smoke.model.build == "tiny_llama" and os.path.isfile(smoke.data.math_train.path)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -22,3 +22,19 @@ def test_batched_equals_one_by_one_and_keeps_input_order(tmp_path):
     assert batched == single
     assert len(set(single)) > 1  # different prompts, different outputs: order is really checked
     assert tok.padding_side == "right"  # generate pads left for itself and restores the tokenizer
+
+
+def test_stopped_flags_say_which_replies_closed_with_eos(tmp_path):
+    path = tiny_model.build(tmp_path / "tiny")
+    model, tok = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    prompts = [chat.user_prompt(tok, q) for q in ["a", "bb", "ccc"]]
+    # Make EOS the only likely token after "b": the second prompt ends in "|>" like the others, so bias
+    # the head on the EOS row for every input instead, then check an unbiased model never stops.
+    stopped: list[bool] = []
+    generation.generate(model, tok, prompts, batch_size=2, max_new_tokens=4, stopped=stopped)
+    assert stopped == [False, False, False]  # the random tiny model repeats its last token, never EOS
+    with torch.no_grad():
+        model.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.clone())
+        model.lm_head.weight[tok.eos_token_id] = model.lm_head.weight[tok.eos_token_id] * 0 + 10
+    generation.generate(model, tok, prompts, batch_size=2, max_new_tokens=4, stopped=stopped)
+    assert len(stopped) == 3 and all(stopped)

@@ -50,6 +50,8 @@ def test_parallel_launcher_gives_each_worker_its_own_gpu(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = [json.loads(p.read_text()) for p in (tmp_path / "outputs" / "sweeps" / "gpus").glob("*/metrics.json")]
     assert len(runs) == 4 and all(r["status"] == "complete" for r in runs)
+    progress = json.loads((tmp_path / "outputs" / "sweeps" / "gpus" / ".progress.json").read_text())
+    assert (progress["done"], progress["total"]) == (4, 4)  # counted across the worker processes
     by_pid = defaultdict(set)
     for r in runs:
         by_pid[r["pid"]].add(r["cuda_visible_devices"])

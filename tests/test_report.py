@@ -45,6 +45,30 @@ def test_report_aggregates_seeds_in_the_paper_layout(tmp_path, capsys):
     assert "results; wrote" in capsys.readouterr().out
 
 
+def test_data_size_zero_run_is_the_first_point_of_every_method_curve(tmp_path):
+    sweep = tmp_path / "sweep"
+    for init, acc in (("lora", 5.0), ("d2lora", 9.0)):
+        _run(sweep, init, "none", 0, 0, acc)
+        for method in ("sft", "orpo"):
+            _run(sweep, init, method, 100, 0, acc + 10)
+    rows = report.collect(sweep)
+    zero = [r for r in rows if r["data_size"] == 0 and r["metric"] == "accuracy"]
+    assert sorted((r["method"], r["init"], r["value"]) for r in zero) == [
+        ("orpo", "d2lora", 9.0), ("orpo", "lora", 5.0), ("sft", "d2lora", 9.0), ("sft", "lora", 5.0)]
+    md = report.markdown(report.aggregate(rows), "t")
+    assert "| orpo | lora | 5.00 ± 0.00 (1) | 15.00 ± 0.00 (1) |" in md and "| none |" not in md
+
+
+def test_variant_splits_a_method_curve(tmp_path):
+    sweep = tmp_path / "sweep"
+    for lr, acc in (("lr0.001", 10.0), ("lr0.002", 20.0)):
+        _run(sweep / lr, "lora", "sft", 100, 0, acc)
+        data = json.loads((sweep / lr / "lora-sft-math-n100-s0" / "metrics.json").read_text())
+        (sweep / lr / "lora-sft-math-n100-s0" / "metrics.json").write_text(json.dumps({**data, "variant": lr}))
+    md = report.markdown(report.aggregate(report.collect(sweep)), "t")
+    assert "| sft[lr0.001] | lora | 10.00 ± 0.00 (1) |" in md and "| sft[lr0.002] | lora | 20.00 ± 0.00 (1) |" in md
+
+
 def test_published_numbers_appear_beside_ours(tmp_path):
     sweep = tmp_path / "sweep"
     _run(sweep, "lora", "sft", 100, 0, 20.0)

@@ -24,7 +24,7 @@ SWEEPS = sorted(p.stem for p in (REPO / "sweeps").glob("*.yaml"))
 TARGETS = {"exp1_data_scaling": "sweep-exp1", "exp2_math": "sweep-exp2-math", "exp2_titles": "sweep-exp2-titles",
            "exp3_forgetting": "sweep-forgetting", "exp4_low_data": "sweep-low-data",
            "miniature_math": "sweep-miniature-math", "miniature_titles": "sweep-miniature-titles",
-           "d2lora_x_init": "sweep-inits"}
+           "d2lora_x_init": "sweep-inits", "miniature_tune": "tune-miniature"}
 SMOKE = ["experiment=smoke", "data_size=0,8", "warmup.size=12"]
 
 
@@ -64,11 +64,14 @@ def test_every_sweep_file_has_a_make_target():
 
 
 def test_math_sweeps_share_their_runs_and_report(sweep_env):
-    """Exp1 -> Exp2 -> Exp3 -> Exp4 into one sweep dir: later sweeps reuse what earlier ones computed."""
+    """Exp1 -> Exp2 -> Exp3 -> Exp4 into one sweep dir: later sweeps reuse what earlier ones computed.
+
+    Exp2's 12 jobs (2 inits x 3 methods x sizes 0, 8) are 8 runs: data_size=0 trains nothing, so its run
+    is computed once per init and shared by the three methods' curves."""
     root, env = sweep_env
     sweep_dir = root / "outputs" / "sweeps" / "paper-math"
     seen: dict[str, float] = {}
-    for name, expected_runs in [("exp1_data_scaling", 3), ("exp2_math", 12), ("exp3_forgetting", 12), ("exp4_low_data", 12)]:
+    for name, expected_runs in [("exp1_data_scaling", 3), ("exp2_math", 8), ("exp3_forgetting", 8), ("exp4_low_data", 8)]:
         args = SMOKE + (["data_size=8"] if name == "exp1_data_scaling" else [])
         proc = _make(TARGETS[name], args, env)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -79,7 +82,11 @@ def test_math_sweeps_share_their_runs_and_report(sweep_env):
             assert seen.setdefault(run, mtime) == mtime, f"{name} recomputed {run}"
             assert "arc_acc" in data["metrics"], "math sweeps evaluate ARC-Easy (forgetting) in every run"
         rows = _results(sweep_dir)
-        assert len(rows) == expected_runs * (len(TASK_METRICS["math"]) + 2)
+        methods = {d["method"] for d in runs.values()} - {"none"}
+        curve_points = sum(len(methods) if d["method"] == "none" else 1 for d in runs.values())
+        assert len(rows) == curve_points * (len(TASK_METRICS["math"]) + 2)
+        zero = [d for d in runs.values() if d["data_size"] == 0]
+        assert all(d["method"] == "none" for d in zero) and len(zero) == (2 if name != "exp1_data_scaling" else 0)
         assert (sweep_dir / "report.md").is_file() and (sweep_dir / "curve_math_accuracy.png").is_file()
     report = (sweep_dir / "report.md").read_text()
     assert "| orpo | d2lora |" in report and "## math: arc_acc_norm" in report
@@ -114,6 +121,21 @@ def test_miniature_sweep_definitions(sweep_env, name):
     assert f"$(SWEEP) {name}" in makefile.split("sweep-miniature:")[1].split("sweep-miniature-math:")[0]
 
 
+def test_miniature_tune_sweep_splits_curves_by_learning_rate_on_the_validation_split(sweep_env):
+    """The learning-rate search runs on the real miniature world (shrunk), scored on validation questions."""
+    root, env = sweep_env
+    args = ["seed=0", "method=sft", "method.learning_rate=1e-3,3e-3", "data_size=8", "warmup.size=12", "eval.limit=4",
+            "eval.max_new_tokens=8", "method.num_train_epochs=1", "train.per_device_train_batch_size=4",
+            "eval.forgetting=false", "eval.chat=false", "sweep_name=smoke-tune"]
+    proc = _make("tune-miniature", args, env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    sweep_dir = root / "outputs" / "sweeps" / "smoke-tune"
+    runs = _complete_runs(sweep_dir)
+    assert len(runs) == 4 and {r["variant"] for r in runs.values()} == {"lr0.001", "lr0.003"}
+    assert all(r["config"]["task"]["eval"]["data"]["path"].endswith("gsm8k_validation.jsonl") for r in runs.values())
+    assert "| sft[lr0.003] | d2lora |" in (sweep_dir / "report.md").read_text()
+
+
 def test_init_sweep_pairs_every_init_with_its_warmed_up_twin(sweep_env):
     root, env = sweep_env
     proc = _make("sweep-inits", ["experiment=smoke", "data_size=8", "warmup.size=12", "calibration.rows=6"], env)
@@ -141,13 +163,13 @@ def _sweep_cmd(sweep_name: str, *overrides: str) -> list[str]:
 
 def test_four_run_d2lora_sweep_trains_the_warmup_once(tmp_path):
     env = {**os.environ, "D2LORA_ROOT": str(tmp_path), "D2LORA_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "offline"}
-    proc = subprocess.run(_sweep_cmd("once", "init=d2lora", "method=sft,orpo", "data_size=0,8", "warmup.size=12"),
+    proc = subprocess.run(_sweep_cmd("once", "init=d2lora", "method=sft,orpo,dpo", "data_size=8,16", "warmup.size=12"),
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = _complete_runs(tmp_path / "outputs" / "sweeps" / "once")
-    assert len(runs) == 4
+    assert len(runs) == 6
     assert len({r["warmup"]["key"] for r in runs.values()}) == 1
-    assert sorted(r["warmup"]["reused"] for r in runs.values()) == [False, True, True, True]
+    assert sorted(r["warmup"]["reused"] for r in runs.values()) == [False] + [True] * 5
     assert len(list((tmp_path / "cache" / "warmups").glob("*/warmup.json"))) == 1
 
 
@@ -188,7 +210,7 @@ def test_killed_sweep_resumes_without_losing_or_duplicating(tmp_path):
     log = rerun.stdout + rerun.stderr  # progress: runs done / to do, and which were already complete
     assert "sweep killed: 4 runs" in log and f"4/4 runs done ({len(before)} already complete)" in log
     runs = _complete_runs(sweep_dir)
-    assert sorted(runs) == [f"lora-sft-math-n{n}-s0" for n in (0, 12, 4, 8)]
+    assert sorted(runs) == ["lora-none-math-n0-s0"] + [f"lora-sft-math-n{n}-s0" for n in (12, 4, 8)]
     for name, text in before.items():  # finished results kept byte for byte
         assert (sweep_dir / name / "metrics.json").read_text() == text
     rows = _results(sweep_dir)

@@ -40,6 +40,11 @@ def init_label(base: str, warmup: bool) -> str:
     return "d2lora" if base == "default" else f"d2lora+{base}"
 
 
+def method_label(method: str, data_size) -> str:
+    """The method as runs are named and reported: "none" at data_size=0, where no method trains."""
+    return "none" if str(data_size) == "0" else method
+
+
 def gpu_count() -> int:
     """Visible GPUs (at least 1), for the parallel launcher's worker count; never initialises CUDA."""
     from .gpu_slots import visible_gpus
@@ -53,5 +58,7 @@ if not OmegaConf.has_resolver("bundled_model"):
     OmegaConf.register_new_resolver("bundled_model", bundled_model)
 if not OmegaConf.has_resolver("d2lora_init_label"):
     OmegaConf.register_new_resolver("d2lora_init_label", init_label)
+if not OmegaConf.has_resolver("d2lora_method_label"):
+    OmegaConf.register_new_resolver("d2lora_method_label", method_label)
 if not OmegaConf.has_resolver("d2lora_gpu_count"):
     OmegaConf.register_new_resolver("d2lora_gpu_count", gpu_count)

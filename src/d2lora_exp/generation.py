@@ -7,8 +7,12 @@ from tqdm.auto import tqdm
 
 
 @torch.inference_mode()
-def generate(model, tokenizer, prompts: list[str], batch_size: int, max_new_tokens: int, desc: str = "eval") -> list[str]:
-    """Greedy completions of text prompts (already chat-rendered), returned in input order."""
+def generate(model, tokenizer, prompts: list[str], batch_size: int, max_new_tokens: int, desc: str = "eval",
+             stopped: list[bool] | None = None) -> list[str]:
+    """Greedy completions of text prompts (already chat-rendered), returned in input order.
+
+    If `stopped` is a list, it receives, in input order, whether each completion ended with the EOS
+    token (the model closed its turn) rather than running into max_new_tokens."""
     if not prompts:
         return []
     was_training = model.training
@@ -19,6 +23,7 @@ def generate(model, tokenizer, prompts: list[str], batch_size: int, max_new_toke
     # Sorting by length keeps padding (wasted compute) low inside each batch.
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     outputs: list[str | None] = [None] * len(prompts)
+    ended = [False] * len(prompts)
     try:
         with tqdm(total=len(prompts), desc=desc, unit="ex") as bar:
             for start in range(0, len(order), batch_size):
@@ -33,8 +38,12 @@ def generate(model, tokenizer, prompts: list[str], batch_size: int, max_new_toke
                 new_tokens = generated[:, batch["input_ids"].shape[1] :]
                 for i, text in zip(idx, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
                     outputs[i] = text.strip()
+                for i, row in zip(idx, new_tokens.tolist()):
+                    ended[i] = tokenizer.eos_token_id in row
                 bar.update(len(idx))
     finally:
         tokenizer.padding_side = padding_side
         model.train(was_training)
+    if stopped is not None:
+        stopped[:] = ended
     return outputs  # type: ignore[return-value]

@@ -21,12 +21,16 @@ from .stats import mean_ci, paired_difference
 # Metrics reported per task, the headline first; ARC-Easy appears where the forgetting eval ran.
 TASK_METRICS = {"math": ["accuracy", "strict_accuracy"], "titles": ["rougeL", "rouge1", "rouge2"]}
 FORGETTING_METRICS = ["arc_acc_norm", "arc_acc"]
+CHAT_METRICS = ["chat_stop", "chat_exact"]  # the warm-up's own behaviour, where eval.chat ran
 INIT_ORDER = ["lora", "d2lora"] + [f"{w}{b}" for b in ("pissa", "olora", "eva", "corda") for w in ("", "d2lora+")]
 FIELDS = ["task", "method", "init", "data_size", "seed", "dpo_reference", "metric", "value", "run_dir"]
 
 
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
-    """One row per (finished run, metric)."""
+    """One row per (finished run, metric, method curve it belongs to).
+
+    A data_size=0 run (method "none": nothing is adapted) is the first point of every method's curve
+    in its task, so it appears once per method trained in the sweep, with the same run_dir."""
     rows = []
     for path in sorted(sweep_dir.rglob("metrics.json")):
         if any(part.startswith(".attempt-") for part in path.parts):
@@ -35,14 +39,24 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
         if data.get("status") != "complete":
             continue
         for metric, value in (data.get("metrics") or {}).items():
-            if metric in TASK_METRICS.get(data["task"], []) + FORGETTING_METRICS:
+            if metric in TASK_METRICS.get(data["task"], []) + FORGETTING_METRICS + CHAT_METRICS:
                 # A DPO run against the base model is a different curve from the default (reference = init).
                 method = "dpo[ref=base]" if data.get("dpo_reference") == "base" else data["method"]
+                if data.get("variant") and method != "none":
+                    method = f"{method}[{data['variant']}]"
                 rows.append({"task": data["task"], "method": method, "init": data["init"],
                              "data_size": int(data["data_size"]), "seed": int(data["seed"]),
                              "dpo_reference": data.get("dpo_reference"), "metric": metric, "value": float(value),
                              "run_dir": str(path.parent)})
-    return rows
+    trained = defaultdict(set)
+    for r in rows:
+        if r["method"] != "none":
+            trained[r["task"]].add(r["method"])
+    expanded = []
+    for r in rows:
+        methods = sorted(trained[r["task"]]) if r["method"] == "none" else []
+        expanded += [{**r, "method": m} for m in methods] or [r]
+    return expanded
 
 
 def aggregate(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:

@@ -19,10 +19,10 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import adapters, forgetting, inits, modeling, resume, tracking, warmup, warmup_cache
+from . import adapters, chat_eval, forgetting, inits, modeling, resume, tracking, warmup, warmup_cache
 from .data import build as data_build
 from .data import sources, subsets
-from .config import init_label
+from .config import init_label, method_label
 from .device import resolve_device, resolve_dtype
 from .errors import UserError
 from .methods import get_method
@@ -134,7 +134,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         _check_prompt_lengths(train_rows, tokenizer, adapt_config.max_length, f"{task.name} training")
     if warmup_rows is not None:
         _check_prompt_lengths(warmup_rows, tokenizer, warmup_config.max_length, "warm-up")
-    arc_set = None
+    arc_set = chat_set = None
     if cfg.eval.enabled:
         task.eval_set()
         if cfg.eval.forgetting:
@@ -143,10 +143,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             arc_set = limited(arc_set, cfg.eval.limit)
             for row in arc_set:
                 forgetting.gold_index(row)
-    results.update(init=label, init_base=base_init, method=cfg.method.name, task=task.name, data_size=n, seed=int(cfg.seed),
+        if cfg.eval.get("chat"):
+            if cfg.eval.get("chat_data") is None:
+                raise UserError("eval.chat=true needs held-out chat prompts: set eval.chat_data={path: ...} to a file "
+                                "in the orpo-dpo-mix schema (the miniature world, data=miniature, ships one).")
+            chat_set = chat_eval.load(cfg.eval.chat_data, cfg.eval.limit)
+    method_name = method_label(cfg.method.name, n)
+    results.update(init=label, init_base=base_init, method=method_name, task=task.name, data_size=n, seed=int(cfg.seed),
                    model=cfg.model.name, device=device, dtype=dtype_name,
                    subset_hash=subset_hash, pool_size=len(pool), warmup_rows=len(warmup_rows) if warmup_rows else 0,
-                   dpo_reference=cfg.method.get("reference") if cfg.method.name == "dpo" else None)
+                   dpo_reference=cfg.method.get("reference") if method_name == "dpo" else None,
+                   variant=cfg.get("variant"), torch_threads=torch.get_num_threads())
     timings["checks"] = round(time.perf_counter() - t0, 2)
 
     run = None
@@ -201,7 +208,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                                    "digest": adapters.file_digest(warmup_dir)}, timings=timings)
 
         run = tracking.start(cfg.wandb, out_dir, cfg.run_name, job_type="adapt" if n > 0 else "eval",
-                             tags=[f"init:{label}", f"method:{cfg.method.name}", f"task:{task.name}",
+                             tags=[f"init:{label}", f"method:{method_name}", f"task:{task.name}",
                                    f"n:{n}", f"seed:{cfg.seed}"],
                              config={**OmegaConf.to_container(cfg, resolve=True), "warmup_used": results.data.get("warmup")})
 
@@ -233,12 +240,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             if arc_set is not None:
                 metrics.update(forgetting.evaluate_arc(model, tokenizer, arc_set, cfg.eval.batch_size,
                                                        out_dir / "predictions_arc_easy.jsonl"))
+            if chat_set is not None:
+                metrics.update(chat_eval.evaluate(model, tokenizer, chat_set, cfg.eval.batch_size,
+                                                  cfg.eval.max_new_tokens, out_dir / "predictions_chat.jsonl"))
             timings["eval"] = round(time.perf_counter() - t, 2)
         timings["total"] = round(time.perf_counter() - t0, 2)
         results.update(metrics=metrics, metric=cfg.task.eval.metric, score=metrics.get(cfg.task.eval.metric),
                        timings=timings, status="complete")
         if run is not None:
-            run.summary.update({"data_size": n, "init": label, "method": cfg.method.name, "task": task.name,
+            run.summary.update({"data_size": n, "init": label, "method": method_name, "task": task.name,
                                 "seed": int(cfg.seed), **{f"eval/{k}": v for k, v in metrics.items()},
                                 **{f"time/{k}": v for k, v in timings.items()}})
         return results.data

@@ -2,18 +2,20 @@
 
 Registered in conf/hydra/default.yaml, so every sweep (local, joblib or SLURM launcher) ends with
 `results.csv`, `report.md`, PNG curves and one summary run, whichever jobs failed. Progress (runs
-done / to do, time left) is printed by the launching process; with parallel launchers the jobs end
-in worker processes, so only the final report appears there.
+done / to do, time left) is counted in `<sweep dir>/.progress.json` under a file lock, so it is right
+whichever process a job ends in (the basic launcher's, a joblib worker, a SLURM job on a shared disk).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
@@ -33,38 +35,47 @@ def sweep_size(config: DictConfig) -> int:
     return total
 
 
-class SweepReport(Callback):
-    def __init__(self) -> None:
-        self.total = 0
-        self.done = 0
-        self.skipped = 0
-        self.started = time.perf_counter()
-        self.worked_seconds = 0.0
+PROGRESS = ".progress.json"
 
+
+class SweepReport(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self.total, self.started = sweep_size(config), time.perf_counter()
-        log.info("sweep %s: %d runs -> %s", config.sweep_name, self.total, config.hydra.sweep.dir)
+        total = sweep_size(config)
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        state = {"total": total, "done": 0, "skipped": 0, "worked_seconds": 0.0, "started": time.time()}
+        with FileLock(str(sweep_dir / PROGRESS) + ".lock"):
+            (sweep_dir / PROGRESS).write_text(json.dumps(state))
+        log.info("sweep %s: %d runs -> %s", config.sweep_name, total, sweep_dir)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._job_started = (time.perf_counter(), time.time())
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        if not self.total:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not (sweep_dir / PROGRESS).is_file():
             return
-        self.done += 1
         metrics = Path(config.hydra.runtime.output_dir) / "metrics.json"
         started, started_wall = getattr(self, "_job_started", (time.perf_counter(), time.time()))
         took = time.perf_counter() - started
-        # A resumed run's result was written by an earlier sweep, before this job started.
-        if metrics.is_file() and metrics.stat().st_mtime < started_wall:
-            self.skipped += 1
-        else:
-            self.worked_seconds += took
-        worked = self.done - self.skipped
-        left = (self.total - self.done) * (self.worked_seconds / worked) if worked else math.nan
+        with FileLock(str(sweep_dir / PROGRESS) + ".lock"):
+            state = json.loads((sweep_dir / PROGRESS).read_text())
+            state["done"] += 1
+            # A resumed run's result was written before this job started (by an earlier sweep, or by the
+            # job of another method for a shared data_size=0 run).
+            if metrics.is_file() and metrics.stat().st_mtime < started_wall:
+                state["skipped"] += 1
+            else:
+                state["worked_seconds"] += took
+            (sweep_dir / PROGRESS).write_text(json.dumps(state))
+        done, total, skipped = state["done"], state["total"], state["skipped"]
+        worked = done - skipped
+        # Time per job actually computed, divided by how many ran at once (summed job time / wall time).
+        elapsed = time.time() - state["started"]
+        per_job = state["worked_seconds"] / worked if worked else math.nan
+        left = (total - done) * per_job / max(1.0, state["worked_seconds"] / max(elapsed, 1e-9))
         log.info("sweep %s: %d/%d runs done (%d already complete), elapsed %.0fs, about %s left",
-                 config.sweep_name, self.done, self.total, self.skipped, time.perf_counter() - self.started,
-                 "?" if math.isnan(left) else f"{left / 60:.1f} min")
+                 config.sweep_name, done, total, skipped, elapsed, "?" if math.isnan(left) else f"{left / 60:.1f} min")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from . import report, tracking

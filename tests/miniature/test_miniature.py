@@ -17,8 +17,8 @@ from d2lora_exp.tasks import get_task
 def test_generated_files_pass_the_schema_checks_of_the_real_data(tmp_path):
     files = world.write_all(tmp_path, seed=3, sizes={"corpus": 50, "warmup": 40, "math_train": 60,
                                                      "math_validation": 20, "gsm8k_test": 20, "titles": 130, "arc": 20})
-    assert set(files) == {"corpus", "warmup", "math_train", "math_validation", "gsm8k_validation", "gsm8k_test",
-                          "titles", "arc"}
+    assert set(files) == {"corpus", "warmup", "chat_test", "math_train", "math_validation", "gsm8k_validation",
+                          "gsm8k_test", "titles", "arc"}
     math = get_task(OmegaConf.create({"name": "math", "train": {"data": {"path": str(tmp_path / "math_step_dpo.jsonl")}},
                                       "eval": {"data": {"path": str(tmp_path / "gsm8k_test.jsonl")}}}))
     assert len(math.train_pool()) == 60 and len(math.eval_set()) == 20
@@ -29,6 +29,9 @@ def test_generated_files_pass_the_schema_checks_of_the_real_data(tmp_path):
     pool = warmup.load_pool(OmegaConf.create({"data": {"path": str(tmp_path / "orpo_dpo_mix.jsonl")},
                                               "drop_sources": ["toxic-dpo-v0.2"], "size": None}))
     assert 0 < len(pool) <= 40 and "toxic-dpo-v0.2" not in set(pool["source"])
+    from d2lora_exp import chat_eval
+
+    assert len(chat_eval.load({"path": str(tmp_path / "chat_test.jsonl")}, None)) == 200
     arc = sources.load({"path": str(tmp_path / "arc_easy_test.jsonl")}, "ARC")
     sources.require_columns(arc, forgetting.ARC_COLUMNS, "ARC")
     assert all(0 <= forgetting.gold_index(r) < len(r["choices"]["text"]) for r in arc)
@@ -43,6 +46,18 @@ def test_adaptation_improves_the_task_metric_over_data_size_zero(make_cfg):
     trained = runner.run(make_cfg(*common, "data_size=200", fast=False, out="n200"))
     assert trained["metrics"]["rougeL"] > zero["metrics"]["rougeL"] + 5
     assert trained["metrics"]["rougeL_ci95_low"] > zero["metrics"]["rougeL_ci95_high"]  # clearly, not by chance
+
+
+@pytest.mark.slow
+def test_warmup_teaches_the_chat_behaviour_it_trains(make_cfg):
+    """On held-out chat prompts the base model never closes its turn; after the warm-up it mostly does."""
+    common = ["experiment=miniature", "method=sft", "data_size=0", "eval.chat=true", "eval.forgetting=false",
+              "eval.limit=60", "warmup.size=600", "wandb.mode=disabled"]
+    base = runner.run(make_cfg(*common, "init=lora", fast=False, out="lora"))
+    warm = runner.run(make_cfg(*common, "init=d2lora", fast=False, out="d2lora"))
+    assert base["method"] == warm["method"] == "none" and base["metrics"]["chat_n"] == 60
+    assert warm["metrics"]["chat_stop"] >= base["metrics"]["chat_stop"] + 40
+    assert warm["metrics"]["chat_exact"] > base["metrics"]["chat_exact"]
 
 
 def test_validation_split_in_the_gsm8k_schema_scores_its_own_solutions(tmp_path):

@@ -19,8 +19,10 @@ def _docs(n: int, seed: int = 0) -> list[str]:
 
 def test_pretraining_runs_is_deterministic_and_lowers_the_loss(tmp_path):
     docs = _docs(300)
-    a = pretrain.pretrain(tmp_path / "a", docs, steps=8, batch_size=4, seq_len=64, warmup_steps=2, log_every=1)
-    b = pretrain.pretrain(tmp_path / "b", docs, steps=8, batch_size=4, seq_len=64, warmup_steps=2, log_every=1)
+    kw = dict(steps=8, batch_size=4, seq_len=64, warmup_steps=2, log_every=1, probe_n=3)
+    a = pretrain.pretrain(tmp_path / "a", docs, **kw)
+    b = pretrain.pretrain(tmp_path / "b", docs, **kw)
+    assert set(a["probe"]) == {"arithmetic", "quiz", "word_problems", "n"} and a["probe"]["n"] == 3
     wa, wb = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert a["history"][-1]["loss"] < a["history"][0]["loss"]

@@ -11,8 +11,8 @@ import pytest
 
 from d2lora_exp.miniature import world as W
 
-SIZES = {"corpus": 600, "warmup": 400, "math_train": 400, "math_validation": 60, "gsm8k_test": 60, "titles": 80,
-         "arc": 120}
+SIZES = {"corpus": 600, "warmup": 400, "chat_test": 50, "math_train": 400, "math_validation": 60, "gsm8k_test": 60,
+         "titles": 80, "arc": 120}
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_math_schema_and_answers(built, key):
         assert r["initial_reason_steps"] in ("", ) or r["initial_reason_steps"].startswith("Step 1: ")
         assert len(r["prompt"].encode()) < 200 and "Step" not in r["prompt"]
         values = [int(v) for v in re.findall(r"\d+", r["initial_reason_steps"] + r["full_chosen"])]
-        assert all(0 <= v <= 40 for v in values)
+        assert all(0 <= v <= W.MAX_VALUE for v in values)
 
 
 def test_gsm8k_schema_answers_and_disjoint_splits(built):
@@ -126,6 +126,42 @@ def test_gsm8k_matches_math_style_solution():
 def test_math_can_make_10k_distinct_prompts():
     rows = W.math_rows(W.World(0), 0, 10_500)
     assert len({r["prompt"] for r in rows}) == 10_500
+
+
+def test_warmup_word_problems_are_solved_in_prose_and_never_a_task_prompt(built):
+    rows = jsonl(built["warmup"])
+    tasks = ({r["prompt"] for key in ("math_train", "math_validation") for r in jsonl(built[key])}
+             | {r["question"] for r in jsonl(built["gsm8k_test"])})
+    problems = [r for r in rows if r["prompt"].startswith(tuple(p for p, _ in W.PEOPLE) + ("In ",))]
+    assert len(problems) > len(rows) // 12  # about 1 in 7 rows
+    for r in problems:
+        assert r["prompt"] not in tasks
+        good, bad = r["chosen"][1]["content"], r["rejected"][1]["content"]
+        assert re.search(r"has \d+ \w+\.$", good) and good.split()[-2] != bad.split()[-2]
+        for text in (good, bad):
+            assert not any(f in text for f in W.FORBIDDEN)
+
+
+def test_chat_test_is_held_out_and_mixes_the_warmup_kinds(built):
+    rows, warm = jsonl(built["chat_test"]), jsonl(built["warmup"])
+    assert len(rows) == SIZES["chat_test"] and list(rows[0]) == list(warm[0])
+    tasks = {r["question"] for r in jsonl(built["gsm8k_test"])} | {r["prompt"] for r in jsonl(built["math_train"])}
+    prompts = [r["prompt"] for r in rows]
+    assert len(set(prompts)) == len(prompts) and not set(prompts) & ({r["prompt"] for r in warm} | tasks)
+    sources = {r["source"] for r in rows}
+    assert "toxic-dpo-v0.2" not in sources and len(sources) >= 4
+
+
+def test_corpus_teaches_worked_problems_and_quizzes_without_task_conventions(built):
+    text = built["corpus"].read_text(encoding="utf-8")
+    assert re.search(r"How many \w+ does \w+ have( now| left)?\? (First|We know|Work it out|\d)", text)
+    quiz = re.findall(r"Question: (.+)\nAnswer: (.+)", text)
+    facts = {f.question: f.answer for f in W.World(0).facts()}
+    assert len(quiz) > 50 and all(facts[q] == a for q, a in quiz)
+    # every arithmetic line is right, and sums reach the problems' largest values
+    lines = re.findall(r"^(\d+) ([-+*]) (\d+) = (\d+)$", text, re.M)
+    assert all(W._apply(int(x), op, int(y)) == int(r) for x, op, y, r in lines)
+    assert max(int(r) for x, op, y, r in lines if op == "+") == W.MAX_VALUE
 
 
 def test_corpus_plain_text(built):

@@ -32,8 +32,41 @@ def token_stream(tokenizer, docs: list[str]) -> torch.Tensor:
     return torch.tensor(ids, dtype=torch.long)
 
 
+@torch.no_grad()
+def probe(model, tokenizer, seed: int = 0, n: int = 100) -> dict[str, float]:
+    """What the base model knows in plain text, before any chat: greedy accuracy (%) on fresh arithmetic
+    lines ("7 + 5 ="), fact quizzes ("Question: ...\nAnswer:") and word problems (the last number of the
+    prose solution it writes). The tasks need all three; this says which one a base model lacks."""
+    import random
+    import re
+
+    from . import world as W
+
+    w, rng = W.World(seed), random.Random(f"probe-{seed}")
+
+    def complete(prompt: str, max_new_tokens: int) -> str:
+        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=tokenizer.eos_token_id,
+                             pad_token_id=tokenizer.pad_token_id)
+        return tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).split("\n")[0]
+
+    model.eval()
+    arith = [W._arith(rng) for _ in range(n)]
+    arith_ok = [complete(f"{a} {op} {b} =", 4).split()[:1] == [str(r)] for a, op, b, r in arith]
+    facts = rng.sample(w.facts(), min(n, len(w.facts())))
+    quiz_ok = [complete(f"Question: {f.question}\nAnswer:", 12).strip() == f.answer for f in facts]
+    problems = [W._problem(w, rng) for _ in range(n)]
+    solved = []
+    for p in problems:
+        numbers = re.findall(r"\d+", complete(p.question, 90))
+        solved.append(bool(numbers) and numbers[-1] == str(p.answer))
+    pct = lambda xs: round(100.0 * sum(xs) / len(xs), 1)  # noqa: E731
+    return {"arithmetic": pct(arith_ok), "quiz": pct(quiz_ok), "word_problems": pct(solved), "n": n}
+
+
 def pretrain(out_dir: Path, docs: list[str], seed: int = 0, steps: int = 600, batch_size: int = 32,
-             seq_len: int = 256, lr: float = 3e-3, warmup_steps: int = 50, log_every: int = 25) -> dict:
+             seq_len: int = 256, lr: float = 3e-3, warmup_steps: int = 50, log_every: int = 25,
+             probe_n: int = 100) -> dict:
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
@@ -71,10 +104,11 @@ def pretrain(out_dir: Path, docs: list[str], seed: int = 0, steps: int = 600, ba
         held_loss = float(model(input_ids=windows, labels=windows).loss)
     model.generation_config = GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                                                pad_token_id=tokenizer.pad_token_id)
+    probed = probe(model, tokenizer, seed, probe_n)
     summary = {"seed": seed, "steps": steps, "batch_size": batch_size, "seq_len": seq_len, "lr": lr,
                "parameters": sum(p.numel() for p in model.parameters()), "train_tokens": int(len(train)),
                "tokens_seen": steps * batch_size * seq_len, "held_out_loss": round(held_loss, 4),
-               "seconds": round(time.perf_counter() - start, 1), "history": history}
+               "seconds": round(time.perf_counter() - start, 1), "probe": probed, "history": history}
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))
@@ -105,8 +139,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--probe", type=Path, metavar="MODEL_DIR", help="only probe a pretrained model and print it")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if args.probe:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = AutoModelForCausalLM.from_pretrained(args.probe)
+        print(json.dumps(probe(model, AutoTokenizer.from_pretrained(args.probe), args.seed)))
+        return
     docs = world.pretraining_corpus(world.World(args.seed), args.seed, args.docs)
     summary = pretrain(args.out, docs, seed=args.seed, steps=args.steps, batch_size=args.batch_size,
                        seq_len=args.seq_len, lr=args.lr)

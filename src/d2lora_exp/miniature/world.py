@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -227,14 +228,25 @@ def _apply(a: int, op: str, b: int) -> int:
     return a + b if op == "+" else a - b if op == "-" else a * b
 
 
+# Word problems keep every value in 0..MAX_VALUE and the corpus's arithmetic states every fact they need:
+# sums up to MAX_VALUE, differences of numbers up to MAX_VALUE, products of 0..6. World v2 used values up
+# to 40 but stated sums of operands up to 20 only, and its model could not add (7 + 5 -> 22); a first v3
+# draft stated every sum up to 40 and still could not (27 + 9 -> 28). Smaller numbers are a table the
+# 0.84M-parameter model can learn in its 12-minute pretraining.
+MAX_VALUE = 20
+
+
 def _arith(rng: random.Random) -> tuple[int, str, int, int]:
-    op = rng.choice("+-*")
+    op = rng.choice("++--*")
     if op == "*":
-        a, b = rng.randint(0, 10), rng.randint(0, 10)
+        a, b = rng.randint(0, 6), rng.randint(0, 6)
+    elif op == "+":
+        total = rng.randint(0, MAX_VALUE)
+        a = rng.randint(0, total)
+        b = total - a
     else:
-        a, b = rng.randint(0, 20), rng.randint(0, 20)
-        if op == "-" and b > a:
-            a, b = b, a
+        a = rng.randint(0, MAX_VALUE)
+        b = rng.randint(0, a)
     return a, op, b, _apply(a, op, b)
 
 
@@ -261,6 +273,8 @@ class Problem:
     question: str
     story: str  # the same problem told in the past tense with its result, for the corpus
     steps: tuple[tuple[int, str, int, int], ...]  # (x, op, y, result)
+    person: str = ""
+    item: tuple[str, str] = ("", "")  # (singular, plural) of what is counted
 
     @property
     def answer(self) -> int:
@@ -271,13 +285,13 @@ def _problem(world: World, rng: random.Random) -> Problem:
     while True:
         op1, op2, q_tpl, s_tpl = rng.choice(_PATTERNS)
         if op1 == "*":
-            a, b = rng.randint(2, 10), rng.randint(2, 10)
+            a, b = rng.randint(2, 5), rng.randint(2, 5)
         else:
-            a, b = rng.randint(1, 20), rng.randint(1, 20)
-        c = rng.randint(1, 20)
+            a, b = rng.randint(1, 10), rng.randint(1, 10)
+        c = rng.randint(1, 10)
         r1 = _apply(a, op1, b)
         r2 = _apply(r1, op2, c)
-        if not (0 <= r1 <= 40 and 0 <= r2 <= 40):
+        if not (0 <= r1 <= MAX_VALUE and 0 <= r2 <= MAX_VALUE):
             continue
         break
     person = rng.choice(world.people)
@@ -287,7 +301,25 @@ def _problem(world: World, rng: random.Random) -> Problem:
     question, story = q_tpl.format(**fields), s_tpl.format(**fields)
     if rng.random() < 0.3:
         question, story = f"In {person.town}, " + question, f"In {person.town}, " + story
-    return Problem(question, story, ((a, op1, b, r1), (r1, op2, c, r2)))
+    return Problem(question, story, ((a, op1, b, r1), (r1, op2, c, r2)), person.name, item)
+
+
+# Worked solutions in prose (world v3): the corpus shows how a problem's numbers combine, step by step,
+# in words and "=" lines, but never in the tasks' conventions ("Step k:", "The answer is", "####").
+_SAY = {"+": ("{x} plus {y} is {r}", "{x} and {y} more make {r}", "{x} + {y} = {r}"),
+        "-": ("{x} minus {y} is {r}", "{x} take away {y} leaves {r}", "{x} - {y} = {r}"),
+        "*": ("{x} times {y} is {r}", "{x} groups of {y} make {r}", "{x} * {y} = {r}")}
+_WORKED = ("First, {s1}. Then {s2}. So {P} has {N}.", "We know {s1}, and {s2}. {P} has {N}.",
+           "{S1}. After that, {s2}. That means {P} has {N}.", "Work it out: {s1}, then {s2}. {P} has {N}.")
+
+
+def worked_solution(rng: random.Random, p: Problem, result: int | None = None) -> str:
+    """The problem's solution in prose; `result` replaces the last step's result (a wrong solution)."""
+    (x1, op1, y1, r1), (x2, op2, y2, r2) = p.steps
+    s1 = rng.choice(_SAY[op1]).format(x=x1, y=y1, r=r1)
+    r2 = r2 if result is None else result
+    s2 = rng.choice(_SAY[op2]).format(x=x2, y=y2, r=r2)
+    return rng.choice(_WORKED).format(s1=s1, s2=s2, S1=s1[0].upper() + s1[1:], P=p.person, N=_plural(r2, p.item))
 
 
 def _step(i: int, x: int, op: str, y: int, r: int) -> str:
@@ -442,6 +474,21 @@ def _arith_doc(rng: random.Random) -> str:
     return "\n".join(lines)
 
 
+def _worked_doc(world: World, rng: random.Random) -> str:
+    """One or two word problems, each followed by its worked solution in prose."""
+    return "\n".join(f"{p.question} {worked_solution(rng, p)}" for p in
+                     (_problem(world, rng) for _ in range(rng.randint(1, 2))))
+
+
+def _quiz_doc(world: World, rng: random.Random) -> str:
+    """Quiz lines about the world's facts: the question/answer form that ARC-style questions take."""
+    facts = world.facts()
+    lines = []
+    for fact in rng.sample(facts, rng.randint(3, 6)):
+        lines.append(f"Question: {fact.question}\nAnswer: {fact.answer}")
+    return "\n".join(lines)
+
+
 def _story_doc(world: World, rng: random.Random) -> str:
     stories = []
     for _ in range(rng.randint(2, 4)):
@@ -463,10 +510,13 @@ def _story_doc(world: World, rng: random.Random) -> str:
 
 
 def pretraining_corpus(world: World, seed: int, n_docs: int) -> list[str]:
-    """Plain-text documents: fact paraphrases, arithmetic lines, word-problem stories, short paragraphs.
+    """Plain-text documents: fact paraphrases, fact quizzes, arithmetic lines, word-problem stories, worked
+    word problems, short paragraphs.
 
     Fact documents cycle through every town, animal and person (in a shuffled order), so every fact
-    is stated once the corpus has more fact documents (about 35% of all) than the world has entities.
+    is stated once the corpus has more fact documents (about 22% of all) than the world has entities.
+    World v3 added the quizzes (8%) and the worked problems (20%): with v2's corpus the base model
+    scored ARC near chance and could not copy a question's numbers into a solution.
     """
     rng = random.Random(f"corpus-{seed}")
     entities = list(world.towns) + list(world.animals) + list(world.people)
@@ -474,15 +524,19 @@ def pretraining_corpus(world: World, seed: int, n_docs: int) -> list[str]:
     docs = []
     for _ in range(n_docs):
         u = rng.random()
-        if u < 0.35:
+        if u < 0.22:
             if not order:
                 order = entities[:]
                 rng.shuffle(order)
             docs.append(_fact_doc(world, rng, order.pop()))
-        elif u < 0.6:
+        elif u < 0.3:
+            docs.append(_quiz_doc(world, rng))
+        elif u < 0.57:
             docs.append(_arith_doc(rng))
-        elif u < 0.85:
+        elif u < 0.65:
             docs.append(_story_doc(world, rng))
+        elif u < 0.85:
+            docs.append(_worked_doc(world, rng))
         else:
             parts = [_paragraph(world, rng)[1]]
             while len(" ".join(parts)) < 100:
@@ -499,9 +553,16 @@ _OFF_TOPIC = ("I like the colour blue.", "The weather is nice today.", "I do not
               "That is a good question.", "Maybe.")
 
 
-def _warmup_pair(world: World, rng: random.Random) -> tuple[str, str, str, str]:
-    """(source, question, good reply, bad reply)."""
-    kind = rng.randrange(6)
+def _warmup_pair(world: World, rng: random.Random, exclude: set[str] | frozenset = frozenset()
+                 ) -> tuple[str, str, str, str]:
+    """(source, question, good reply, bad reply). Word problems whose question is in `exclude` are redrawn."""
+    kind = rng.randrange(7)
+    if kind == 6:  # like the real mix's distilabel-math rows: word problems solved in prose
+        p = _problem(world, rng)
+        while p.question in exclude:
+            p = _problem(world, rng)
+        wrong = _wrong(rng, p.answer, lambda v: True)
+        return "distilabel-math-preference-dpo", p.question, worked_solution(rng, p), worked_solution(rng, p, wrong)
     if kind == 0:
         a, op, b, r = _arith(rng)
         q = rng.choice((f"What is {a} {_SYM[op]} {b}?", f"What is {a} {op} {b}?", f"Please work out {a} {_SYM[op]} {b}."))
@@ -554,21 +615,46 @@ def _warmup_pair(world: World, rng: random.Random) -> tuple[str, str, str, str]:
     return rng.choice(("airoboros-3.2", "evol_instruct")), q, good, bad
 
 
-def warmup_rows(world: World, seed: int, n: int) -> list[dict]:
-    """Rows of mlabonne/orpo-dpo-mix-40k: source, chosen, rejected, prompt, question; ~2% toxic-dpo placeholders."""
-    rng = random.Random(f"warmup-{seed}")
+def warmup_rows(world: World, seed: int, n: int, exclude: set[str] | frozenset = frozenset(),
+                toxic: float = 0.02, name: str = "warmup") -> list[dict]:
+    """Rows of mlabonne/orpo-dpo-mix-40k: source, chosen, rejected, prompt, question; ~2% toxic-dpo placeholders.
+
+    Word problems whose question is in `exclude` (the math tasks' prompts) are never drawn, so the
+    warm-up cannot leak a test answer."""
+    rng = random.Random(f"{name}-{seed}")
     rows = []
     for _ in range(n):
-        if rng.random() < 0.02:
+        if rng.random() < toxic:
             source, q = "toxic-dpo-v0.2", "[placeholder: harmful request removed]"
             good, bad = "[placeholder reply]", "[placeholder reply removed]"
         else:
-            source, q, good, bad = _warmup_pair(world, rng)
+            source, q, good, bad = _warmup_pair(world, rng, exclude)
         rows.append({"source": source,
                      "chosen": [{"content": q, "role": "user"}, {"content": good, "role": "assistant"}],
                      "rejected": [{"content": q, "role": "user"}, {"content": bad, "role": "assistant"}],
                      "prompt": q, "question": q})
     return rows
+
+
+def chat_test_rows(world: World, seed: int, n: int, exclude: set[str]) -> list[dict]:
+    """Warm-up-schema rows whose prompts are in neither the warm-up data nor the tasks (`exclude`), with
+    each source at most its share of the warm-up mix (some kinds, e.g. fact questions, have few distinct
+    prompts left once the warm-up has drawn its rows, so an unweighted draw would be mostly arithmetic)."""
+    candidates = warmup_rows(world, seed, 40 * n + 1000, exclude=exclude, toxic=0.0, name="chat-test")
+    share = {}
+    for row in candidates[: 20 * n]:
+        share[row["source"]] = share.get(row["source"], 0) + 1 / (20 * n)
+    quota = {src: max(1, math.ceil(n * f)) for src, f in share.items()}
+    out, seen, taken = [], set(exclude), {src: 0 for src in share}
+    for capped in (True, False):  # kinds with too few fresh prompts leave their room to the others
+        for row in candidates:
+            if row["prompt"] not in seen and (not capped or taken.get(row["source"], 0) < quota.get(row["source"], 0)):
+                seen.add(row["prompt"])
+                taken[row["source"]] = taken.get(row["source"], 0) + 1
+                out.append(row)
+                if len(out) == n:
+                    return out
+    raise ValueError(f"could not draw {n} held-out chat prompts outside the {len(exclude)} excluded")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -656,9 +742,10 @@ def arc_rows(world: World, seed: int, n: int) -> list[dict]:
 # Files
 # --------------------------------------------------------------------------------------------------
 
-DEFAULT_SIZES = {"corpus": 20_000, "warmup": 2_000, "math_train": 10_000, "math_validation": 500, "gsm8k_test": 300,
-                 "titles": 2_100, "arc": 300}
-FILES = {"corpus": "corpus.txt", "warmup": "orpo_dpo_mix.jsonl", "math_train": "math_step_dpo.jsonl",
+DEFAULT_SIZES = {"corpus": 20_000, "warmup": 2_000, "chat_test": 200, "math_train": 10_000, "math_validation": 500,
+                 "gsm8k_test": 300, "titles": 2_100, "arc": 300}
+FILES = {"corpus": "corpus.txt", "warmup": "orpo_dpo_mix.jsonl", "chat_test": "chat_test.jsonl",
+         "math_train": "math_step_dpo.jsonl",
          "math_validation": "math_validation.jsonl", "gsm8k_validation": "gsm8k_validation.jsonl",
          "gsm8k_test": "gsm8k_test.jsonl", "titles": "econ_titles.csv", "arc": "arc_easy_test.jsonl"}
 
@@ -683,15 +770,20 @@ def write_all(out_dir: Path, seed: int = 0, sizes: dict | None = None) -> dict[s
     docs = pretraining_corpus(world, seed, size["corpus"])
     with open(paths["corpus"], "w", encoding="utf-8", newline="\n") as f:
         f.write("\n\n".join(docs) + "\n")
-    _write_jsonl(paths["warmup"], warmup_rows(world, seed, size["warmup"]))
     train = math_rows(world, seed, size["math_train"])
     taken = {r["prompt"] for r in train}
     validation = math_rows(world, seed + 1_000_003, size["math_validation"], exclude=taken)
     taken |= {r["prompt"] for r in validation}
+    test = gsm8k_rows(world, seed, size["gsm8k_test"], exclude=taken)
+    taken |= {r["question"] for r in test}
+    warmup = warmup_rows(world, seed, size["warmup"], exclude=taken)
+    _write_jsonl(paths["warmup"], warmup)
+    # Held-out chat exchanges of the warm-up's kinds, to measure the chat behaviour the warm-up teaches.
+    _write_jsonl(paths["chat_test"], chat_test_rows(world, seed, size["chat_test"], taken | {r["prompt"] for r in warmup}))
     _write_jsonl(paths["math_train"], train)
     _write_jsonl(paths["math_validation"], validation)
     _write_jsonl(paths["gsm8k_validation"], [gsm8k_from_math(r) for r in validation])  # tuning without the test set
-    _write_jsonl(paths["gsm8k_test"], gsm8k_rows(world, seed, size["gsm8k_test"], exclude=taken))
+    _write_jsonl(paths["gsm8k_test"], test)
     with open(paths["titles"], "w", encoding="utf-8", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["title", "abstract"], quoting=csv.QUOTE_ALL, lineterminator="\n")
         writer.writeheader()

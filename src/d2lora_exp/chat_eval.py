@@ -1,0 +1,45 @@
+"""The chat behaviour the D2LoRA warm-up trains: greedy replies to held-out chat prompts.
+
+The warm-up is SFT on general chat exchanges (prompt + chosen reply, orpo-dpo-mix schema). Its direct
+effect is measured here, apart from any task: on prompts of the same kinds but not in the warm-up data,
+`chat_stop` is the share of replies the model closes itself (EOS before eval.max_new_tokens), and
+`chat_exact` the share identical to the chosen reply. A base model that never saw the chat template
+rambles on; a warmed-up one answers and stops.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from datasets import Dataset
+
+from . import chat, generation
+from .data import sources
+from .tasks.base import write_predictions
+
+CHAT_COLUMNS = {"prompt": str, "chosen": list}
+
+
+def load(data_cfg, limit: int | None) -> Dataset:
+    """The held-out chat set, schema-checked and cut to `limit` rows (checked before any model loads)."""
+    from .tasks.base import limited
+
+    ds = sources.load(data_cfg, "held-out chat prompts (orpo-dpo-mix schema)")
+    sources.require_columns(ds, CHAT_COLUMNS, "held-out chat prompts (orpo-dpo-mix schema)")
+    return limited(ds, limit)
+
+
+def reference(chosen: list[dict]) -> str:
+    return next(m["content"] for m in reversed(chosen) if m["role"] == "assistant")
+
+
+def evaluate(model, tokenizer, rows: Dataset, batch_size: int, max_new_tokens: int, out_path: Path) -> dict[str, float]:
+    prompts = [chat.user_prompt(tokenizer, p) for p in rows["prompt"]]
+    stopped: list[bool] = []
+    outputs = generation.generate(model, tokenizer, prompts, batch_size, max_new_tokens, "eval chat", stopped=stopped)
+    refs = [reference(c) for c in rows["chosen"]]
+    exact = [o.strip() == r.strip() for o, r in zip(outputs, refs)]
+    write_predictions(out_path, [{"prompt": p, "reference": r, "output": o, "stopped": s, "exact": e}
+                                 for p, r, o, s, e in zip(rows["prompt"], refs, outputs, stopped, exact)])
+    n = len(outputs)
+    return {"chat_stop": 100.0 * sum(stopped) / n, "chat_exact": 100.0 * sum(exact) / n, "chat_n": n}
