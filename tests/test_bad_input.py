@@ -54,7 +54,7 @@ def test_missing_column_in_a_data_file(make_cfg, monkeypatch, tmp_path):
     bad = tmp_path / "math.jsonl"
     bad.write_text(json.dumps({"prompt": "p", "initial_reason_steps": "", "chosen": "c", "rejected": "r", "answer": "1"}) + "\n")
     _no_training(monkeypatch)
-    with pytest.raises(UserError, match=r"missing column\(s\) \['full_chosen'\]"):
+    with pytest.raises(UserError, match=r"missing column\(s\) \['full_chosen', 'full_rejected'\]"):
         runner.run(make_cfg(f"data.math_train.path={bad}"))
 
 

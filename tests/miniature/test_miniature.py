@@ -49,6 +49,16 @@ def test_adaptation_improves_the_task_metric_over_data_size_zero(make_cfg):
 
 
 @pytest.mark.slow
+def test_math_sft_learns_to_solve_the_world_problems(make_cfg):
+    """The math curve's top point: 2,000 Math-Step-DPO rows take LoRA-SFT from a few % to most answers right."""
+    common = ["experiment=miniature", "init=lora", "method=sft", "eval.limit=100", "eval.chat=false",
+              "wandb.mode=disabled"]
+    zero = runner.run(make_cfg(*common, "data_size=0", fast=False, out="n0"))
+    trained = runner.run(make_cfg(*common, "data_size=2000", fast=False, out="n2000"))
+    assert zero["metrics"]["accuracy"] < 20 and trained["metrics"]["accuracy"] > zero["metrics"]["accuracy"] + 40
+
+
+@pytest.mark.slow
 def test_warmup_teaches_the_chat_behaviour_it_trains(make_cfg):
     """On held-out chat prompts the base model never closes its turn; after the warm-up it mostly does."""
     common = ["experiment=miniature", "method=sft", "data_size=0", "eval.chat=true", "eval.forgetting=false",
@@ -57,7 +67,6 @@ def test_warmup_teaches_the_chat_behaviour_it_trains(make_cfg):
     warm = runner.run(make_cfg(*common, "init=d2lora", fast=False, out="d2lora"))
     assert base["method"] == warm["method"] == "none" and base["metrics"]["chat_n"] == 60
     assert warm["metrics"]["chat_stop"] >= base["metrics"]["chat_stop"] + 40
-    assert warm["metrics"]["chat_exact"] > base["metrics"]["chat_exact"]
 
 
 def test_validation_split_in_the_gsm8k_schema_scores_its_own_solutions(tmp_path):

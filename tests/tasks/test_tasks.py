@@ -43,12 +43,17 @@ def test_math_sft_learns_the_whole_solution_by_default(tok):
         _math(sft_target="steps").sft_rows(rows, tok)
 
 
-def test_math_preference_rows_share_the_prefix(tok):
+def test_math_preference_rows_share_the_prefix_and_compare_whole_solutions_by_default(tok):
     task = _math()
     rows = task.train_pool().select(range(5))
     for row, built in zip(rows, task.preference_rows(rows, tok)):
         assert built["prompt"].endswith("<|assistant|>" + row["initial_reason_steps"])
+        # the rest of each solution, so the EOS that TRL appends comes after the answer, not mid-solution
+        assert (built["chosen"], built["rejected"]) == (row["full_chosen"], row["full_rejected"])
+    for row, built in zip(rows, _math(preference_target="step").preference_rows(rows, tok)):
         assert (built["chosen"], built["rejected"]) == (row["chosen"], row["rejected"])
+    with pytest.raises(UserError, match="preference_target"):
+        _math(preference_target="steps").preference_rows(rows, tok)
 
 
 def test_titles_holdout_is_fixed_and_never_in_the_training_pool():

@@ -1,7 +1,9 @@
 """Math: train on Math-Step-DPO-10K rows, evaluate zero-shot GSM8K accuracy.
 
 SFT learns the whole correct solution (initial_reason_steps + full_chosen) after the prompt; DPO and
-ORPO compare the chosen and rejected next step after the shared prefix, as Step-DPO does.
+ORPO compare, after the shared prefix, the rest of the correct and the wrong solution (default), or only
+the next step as Step-DPO does (`task.preference_target=step`). TRL ends every completion with EOS, so
+single-step completions also teach the model to stop after one step.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from ..errors import UserError
 from ..metrics import gsm8k
 from .base import Task, limited, write_predictions
 
-STEP_DPO_COLUMNS = {c: str for c in ("prompt", "initial_reason_steps", "chosen", "rejected", "full_chosen", "answer")}
+STEP_DPO_COLUMNS = {c: str for c in ("prompt", "initial_reason_steps", "chosen", "rejected", "full_chosen",
+                                      "full_rejected", "answer")}
 GSM8K_COLUMNS = {"question": str, "answer": str}
 
 
@@ -46,10 +49,14 @@ class MathTask(Task):
                                   "completion": completions})
 
     def preference_rows(self, rows: Dataset, tokenizer) -> Dataset:
+        target = self.cfg.get("preference_target", "full")
+        if target not in ("full", "step"):
+            raise UserError(f"task.preference_target={target!r}: use full (rest of each solution) or step (next step only).")
+        prefix = "full_" if target == "full" else ""
         return Dataset.from_dict({
             "prompt": [chat.user_prompt(tokenizer, p) + s for p, s in zip(rows["prompt"], rows["initial_reason_steps"])],
-            "chosen": list(rows["chosen"]),
-            "rejected": list(rows["rejected"]),
+            "chosen": list(rows[prefix + "chosen"]),
+            "rejected": list(rows[prefix + "rejected"]),
         })
 
     def evaluate(self, model, tokenizer, eval_cfg: Any, out_dir: Path) -> dict[str, float]:
