@@ -28,13 +28,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## the embedded default: tiny model, bundled data, CPU; D2LoRA + SFT on math
 	$(VENV)/bin/python -m d2lora_exp init=d2lora method=sft $(ARGS)
 
-test: $(STAMP)  ## the whole test suite (about a minute on 2 CPU cores)
+test: $(STAMP)  ## the whole test suite (about 7 min on 2 CPU cores)
 	$(VENV)/bin/python -m pytest -q $(ARGS)
 
 test-fast: $(STAMP)  ## unit tests only, no end-to-end training runs
 	$(VENV)/bin/python -m pytest -q -m "not slow" $(ARGS)
 
-tiny-model: $(STAMP)  ## pretrain the miniature world's base model (seed 0, ~4 min on 2 cores) into the package
+tiny-model: $(STAMP)  ## pretrain the miniature world's base model (seed 0, ~11 min on 2 cores) into the package
 	$(VENV)/bin/python -m d2lora_exp.miniature.pretrain $(ARGS)
 
 data: $(STAMP)  ## regenerate the bundled data files from their seeded generator
