@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
-demo: $(STAMP)  ## the embedded default: tiny model, bundled data, CPU; D2LoRA + SFT on math
+demo: $(STAMP)  ## the embedded default (the miniature world, CPU, ~2 min): D2LoRA + SFT on 2,000 math rows
 	$(VENV)/bin/python -m d2lora_exp init=d2lora method=sft $(ARGS)
 
 test: $(STAMP)  ## the whole test suite (about 7 min on 2 CPU cores)
