@@ -15,15 +15,13 @@ from datasets import Dataset
 
 from . import chat, generation
 from .data import sources
-from .tasks.base import write_predictions
+from .tasks.base import limited, write_predictions
 
 CHAT_COLUMNS = {"prompt": str, "chosen": list}
 
 
 def load(data_cfg, limit: int | None) -> Dataset:
     """The held-out chat set, schema-checked and cut to `limit` rows (checked before any model loads)."""
-    from .tasks.base import limited
-
     ds = sources.load(data_cfg, "held-out chat prompts (orpo-dpo-mix schema)")
     sources.require_columns(ds, CHAT_COLUMNS, "held-out chat prompts (orpo-dpo-mix schema)")
     return limited(ds, limit)

@@ -8,7 +8,7 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from d2lora_exp import forgetting, runner, warmup
+from d2lora_exp import chat_eval, forgetting, runner, warmup
 from d2lora_exp.data import sources
 from d2lora_exp.miniature import world
 from d2lora_exp.tasks import get_task
@@ -29,21 +29,23 @@ def test_generated_files_pass_the_schema_checks_of_the_real_data(tmp_path):
     pool = warmup.load_pool(OmegaConf.create({"data": {"path": str(tmp_path / "orpo_dpo_mix.jsonl")},
                                               "drop_sources": ["toxic-dpo-v0.2"], "size": None}))
     assert 0 < len(pool) <= 40 and "toxic-dpo-v0.2" not in set(pool["source"])
-    from d2lora_exp import chat_eval
-
     assert len(chat_eval.load({"path": str(tmp_path / "chat_test.jsonl")}, None)) == 200
     arc = sources.load({"path": str(tmp_path / "arc_easy_test.jsonl")}, "ARC")
     sources.require_columns(arc, forgetting.ARC_COLUMNS, "ARC")
     assert all(0 <= forgetting.gold_index(r) < len(r["choices"]["text"]) for r in arc)
 
 
+def _two_runs(make_cfg, common: list[str], first: str, second: str) -> list[dict]:
+    """Two runs of the real miniature world (pretrained model, generated data) that differ in one override."""
+    base = ["experiment=miniature", "wandb.mode=disabled", *common]
+    return [runner.run(make_cfg(*base, o, fast=False, out=o.replace("=", "-"))) for o in (first, second)]
+
+
 @pytest.mark.slow
 def test_adaptation_improves_the_task_metric_over_data_size_zero(make_cfg):
     """Smoke version of the miniature sweep: one seed, two sizes, on the pretrained tiny-world model."""
-    common = ["experiment=miniature", "task=titles", "init=lora", "method=sft", "eval.max_new_tokens=24",
-              "wandb.mode=disabled"]
-    zero = runner.run(make_cfg(*common, "data_size=0", fast=False, out="n0"))
-    trained = runner.run(make_cfg(*common, "data_size=200", fast=False, out="n200"))
+    common = ["task=titles", "init=lora", "method=sft", "eval.max_new_tokens=24"]
+    zero, trained = _two_runs(make_cfg, common, "data_size=0", "data_size=200")
     assert trained["metrics"]["rougeL"] > zero["metrics"]["rougeL"] + 5
     assert trained["metrics"]["rougeL_ci95_low"] > zero["metrics"]["rougeL_ci95_high"]  # clearly, not by chance
 
@@ -51,20 +53,17 @@ def test_adaptation_improves_the_task_metric_over_data_size_zero(make_cfg):
 @pytest.mark.slow
 def test_math_sft_learns_to_solve_the_world_problems(make_cfg):
     """The math curve's top point: 2,000 Math-Step-DPO rows take LoRA-SFT from a few % to most answers right."""
-    common = ["experiment=miniature", "init=lora", "method=sft", "eval.limit=100", "eval.chat=false",
-              "wandb.mode=disabled"]
-    zero = runner.run(make_cfg(*common, "data_size=0", fast=False, out="n0"))
-    trained = runner.run(make_cfg(*common, "data_size=2000", fast=False, out="n2000"))
+    common = ["init=lora", "method=sft", "eval.limit=100", "eval.chat=false"]
+    zero, trained = _two_runs(make_cfg, common, "data_size=0", "data_size=2000")
     assert zero["metrics"]["accuracy"] < 20 and trained["metrics"]["accuracy"] > zero["metrics"]["accuracy"] + 40
 
 
 @pytest.mark.slow
 def test_warmup_teaches_the_chat_behaviour_it_trains(make_cfg):
     """On held-out chat prompts the base model never closes its turn; after the warm-up it mostly does."""
-    common = ["experiment=miniature", "method=sft", "data_size=0", "eval.chat=true", "eval.forgetting=false",
-              "eval.limit=60", "warmup.size=600", "wandb.mode=disabled"]
-    base = runner.run(make_cfg(*common, "init=lora", fast=False, out="lora"))
-    warm = runner.run(make_cfg(*common, "init=d2lora", fast=False, out="d2lora"))
+    common = ["method=sft", "data_size=0", "eval.chat=true", "eval.forgetting=false", "eval.limit=60",
+              "warmup.size=600"]
+    base, warm = _two_runs(make_cfg, common, "init=lora", "init=d2lora")
     assert base["method"] == warm["method"] == "none" and base["metrics"]["chat_n"] == 60
     assert warm["metrics"]["chat_stop"] >= base["metrics"]["chat_stop"] + 40
 

@@ -40,25 +40,26 @@ def probe(model, tokenizer, seed: int = 0, n: int = 100) -> dict[str, float]:
     import random
     import re
 
+    from .. import generation
     from . import world as W
 
     w, rng = W.World(seed), random.Random(f"probe-{seed}")
 
-    def complete(prompt: str, max_new_tokens: int) -> str:
-        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-        out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=tokenizer.eos_token_id,
-                             pad_token_id=tokenizer.pad_token_id)
-        return tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).split("\n")[0]
+    def complete(prompts: list[str], max_new_tokens: int) -> list[str]:
+        """First line of each greedy plain-text continuation (batched, as evaluation generates)."""
+        outputs = generation.generate(model, tokenizer, prompts, 64, max_new_tokens, "probe")
+        return [o.split("\n")[0].strip() for o in outputs]
 
-    model.eval()
     arith = [W._arith(rng) for _ in range(n)]
-    arith_ok = [complete(f"{a} {op} {b} =", 4).split()[:1] == [str(r)] for a, op, b, r in arith]
+    arith_out = complete([f"{a} {op} {b} =" for a, op, b, _ in arith], 4)
+    arith_ok = [o.split()[:1] == [str(r)] for o, (_, _, _, r) in zip(arith_out, arith)]
     facts = rng.sample(w.facts(), min(n, len(w.facts())))
-    quiz_ok = [complete(f"Question: {f.question}\nAnswer:", 12).strip() == f.answer for f in facts]
+    quiz_out = complete([f"Question: {f.question}\nAnswer:" for f in facts], 12)
+    quiz_ok = [o == f.answer for o, f in zip(quiz_out, facts)]
     problems = [W._problem(w, rng) for _ in range(n)]
     solved = []
-    for p in problems:
-        numbers = re.findall(r"\d+", complete(p.question, 90))
+    for p, out in zip(problems, complete([p.question for p in problems], 90)):
+        numbers = re.findall(r"\d+", out)
         solved.append(bool(numbers) and numbers[-1] == str(p.answer))
     pct = lambda xs: round(100.0 * sum(xs) / len(xs), 1)  # noqa: E731
     return {"arithmetic": pct(arith_ok), "quiz": pct(quiz_ok), "word_problems": pct(solved), "n": n}

@@ -19,6 +19,7 @@ import json
 import math
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -641,16 +642,14 @@ def chat_test_rows(world: World, seed: int, n: int, exclude: set[str]) -> list[d
     each source at most its share of the warm-up mix (some kinds, e.g. fact questions, have few distinct
     prompts left once the warm-up has drawn its rows, so an unweighted draw would be mostly arithmetic)."""
     candidates = warmup_rows(world, seed, 40 * n + 1000, exclude=exclude, toxic=0.0, name="chat-test")
-    share = {}
-    for row in candidates[: 20 * n]:
-        share[row["source"]] = share.get(row["source"], 0) + 1 / (20 * n)
-    quota = {src: max(1, math.ceil(n * f)) for src, f in share.items()}
-    out, seen, taken = [], set(exclude), {src: 0 for src in share}
+    share = Counter(row["source"] for row in candidates[: 20 * n])
+    quota = Counter({src: max(1, math.ceil(n * count / (20 * n))) for src, count in share.items()})
+    out, seen, taken = [], set(exclude), Counter()
     for capped in (True, False):  # kinds with too few fresh prompts leave their room to the others
         for row in candidates:
-            if row["prompt"] not in seen and (not capped or taken.get(row["source"], 0) < quota.get(row["source"], 0)):
+            if row["prompt"] not in seen and (not capped or taken[row["source"]] < quota[row["source"]]):
                 seen.add(row["prompt"])
-                taken[row["source"]] = taken.get(row["source"], 0) + 1
+                taken[row["source"]] += 1
                 out.append(row)
                 if len(out) == n:
                     return out
