@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## the embedded default (the miniature world, CPU, ~2 min): D2LoRA + SFT on 2,000 math rows
 	$(VENV)/bin/python -m d2lora_exp init=d2lora method=sft $(ARGS)
 
-test: $(STAMP)  ## the whole test suite (about 7 min on 2 CPU cores)
+test: $(STAMP)  ## the whole test suite (about 9 min on 2 CPU cores)
 	$(VENV)/bin/python -m pytest -q $(ARGS)
 
 test-fast: $(STAMP)  ## unit tests only, no end-to-end training runs
@@ -72,7 +72,7 @@ sweep-miniature-math: $(STAMP)  ## the miniature world's math grid only
 sweep-miniature-titles: $(STAMP)  ## the miniature world's title grid only
 	$(SWEEP) miniature_titles $(ARGS)
 
-tune-miniature: $(STAMP)  ## the miniature world's learning-rate search on the validation split (LoRA and D2LoRA)
+tune-miniature: $(STAMP)  ## the miniature world's learning-rate search on the validation split (LoRA baseline, n=2000)
 	$(SWEEP) miniature_tune $(ARGS)
 
 bench: $(STAMP)  ## training/eval throughput vs plain TRL (GPU; ARGS=--smoke for the tiny model on CPU)

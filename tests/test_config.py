@@ -43,6 +43,10 @@ def test_default_is_the_embedded_miniature_world(make_cfg):
     assert cfg.model.name == "tiny-world-llama" and os.path.isfile(os.path.join(cfg.model.name_or_path, "model.safetensors"))
     assert cfg.data.build.kind == "miniature" and cfg.device == "cpu"
     assert cfg.method.learning_rate > 1e-4  # the miniature's own rates, not the 8B model's 1e-6
+    # The miniature's DPO adds the chosen answer's NLL (TRL's sigmoid+sft); the paper preset keeps plain DPO.
+    dpo, sft = make_cfg("method=dpo", fast=False).method, make_cfg("method=sft", fast=False).method
+    assert list(dpo.args.loss_type) == ["sigmoid", "sft"] and dict(sft.args) == {}
+    assert dict(make_cfg("experiment=paper", "method=dpo", fast=False).method.args) == {}
     smoke = make_cfg("experiment=smoke", fast=False)
     assert smoke.model.build == "tiny_llama" and os.path.isfile(smoke.data.math_train.path)
 
