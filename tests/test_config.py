@@ -45,7 +45,8 @@ def test_default_is_the_embedded_miniature_world(make_cfg):
     assert cfg.method.learning_rate > 1e-4  # the miniature's own rates, not the 8B model's 1e-6
     # The miniature's DPO adds the chosen answer's NLL (TRL's sigmoid+sft); the paper preset keeps plain DPO.
     dpo, sft = make_cfg("method=dpo", fast=False).method, make_cfg("method=sft", fast=False).method
-    assert list(dpo.args.loss_type) == ["sigmoid", "sft"] and dict(sft.args) == {}
+    assert list(dpo.args.loss_type) == ["sigmoid", "sft"] and list(dpo.args.loss_weights) == [0.1, 1.0]
+    assert dict(sft.args) == {}
     assert dict(make_cfg("experiment=paper", "method=dpo", fast=False).method.args) == {}
     smoke = make_cfg("experiment=smoke", fast=False)
     assert smoke.model.build == "tiny_llama" and os.path.isfile(smoke.data.math_train.path)
@@ -62,3 +63,16 @@ def test_cli_help_lists_groups_and_cfg_prints_the_composed_job():
     assert "init: corda, d2lora, eva, lora, olora, pissa" in help_text and "dpo, orpo, sft" in help_text
     job = _cli("--cfg", "job", "init=d2lora", "method=orpo", "data_size=100").stdout
     assert "name: d2lora" in job and "name: orpo" in job and "data_size: 100" in job
+
+
+def test_data_size_zero_runs_share_one_hash_whatever_the_method_settings(make_cfg):
+    """n=0 trains nothing, so the miniature's per-method table (lr, args) must not split its shared run;
+    at n>0 the same change is a different run."""
+    from d2lora_exp import resume
+
+    hashes = {resume.config_hash(make_cfg("experiment=miniature", "data_size=0", *o, fast=False))
+              for o in ([], ["method=dpo"], ["miniature.args.dpo.loss_weights=[1.0,1.0]"])}
+    assert len(hashes) == 1
+    trained = [resume.config_hash(make_cfg("experiment=miniature", "data_size=100", "method=dpo", *o, fast=False))
+               for o in ([], ["miniature.args.dpo.loss_weights=[1.0,1.0]"])]
+    assert trained[0] != trained[1]

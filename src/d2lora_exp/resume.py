@@ -28,7 +28,10 @@ def config_hash(cfg: DictConfig) -> str:
     for key in NOT_PART_OF_THE_RESULT:
         data.pop(key, None)
     if data.get("data_size") == 0:
-        data.pop("method", None)  # nothing is adapted: every method's n=0 run is the same run
+        # Nothing is adapted: every method's n=0 run is the same run, whatever the method's settings, including
+        # the miniature preset's per-method table that only feeds `method`.
+        data.pop("method", None)
+        data.pop("miniature", None)
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

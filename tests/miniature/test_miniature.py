@@ -51,27 +51,16 @@ def test_adaptation_improves_the_task_metric_over_data_size_zero(make_cfg):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["sft", "orpo"])
+@pytest.mark.parametrize("method", ["sft", "dpo", "orpo"])
 def test_math_adaptation_learns_to_solve_the_world_problems(make_cfg, method):
-    """The math curve's top point: 2,000 Math-Step-DPO rows take LoRA-SFT and LoRA-ORPO (at the miniature's
-    tuned rates, one epoch) from a few % to most answers right."""
+    """The math curve's top point: 2,000 Math-Step-DPO rows take each method (the miniature's tuned settings,
+    one epoch; DPO with the chosen answer's NLL) from a few % to most answers right."""
     common = ["init=lora", f"method={method}", "eval.limit=100", "eval.chat=false"]
     zero, trained = _two_runs(make_cfg, common, "data_size=0", "data_size=2000")
-    assert zero["metrics"]["accuracy"] < 20 and trained["metrics"]["accuracy"] > zero["metrics"]["accuracy"] + 40
-
-
-@pytest.mark.slow
-def test_math_dpo_with_nll_learns_the_answer_format(make_cfg, tmp_path):
-    """The miniature's DPO (sigmoid + the chosen answer's NLL) teaches the `Step k: ... The answer is: N` format
-    the base model never writes; within one epoch it does not yet get the arithmetic right (README)."""
-    common = ["init=lora", "method=dpo", "eval.limit=40", "eval.chat=false", "eval.forgetting=false"]
-    zero, trained = _two_runs(make_cfg, common, "data_size=0", "data_size=1000")
-
-    def formatted(result: dict) -> float:
-        rows = [json.loads(line) for line in open(f"{result['config']['paths']['output_dir']}/predictions.jsonl")]
-        return sum(r["output"].startswith("Step 1:") and "The answer is" in r["output"] for r in rows) / len(rows)
-
-    assert formatted(zero) == 0 and formatted(trained) > 0.8
+    # DPO sits on the edge of the copy-the-numbers transition (seeds 0-2 of the sweep: 61, 87, 31%), so it gets a
+    # lower bar; still far above the untrained few %.
+    margin = 20 if method == "dpo" else 40
+    assert zero["metrics"]["accuracy"] < 20 and trained["metrics"]["accuracy"] > zero["metrics"]["accuracy"] + margin
 
 
 @pytest.mark.slow
