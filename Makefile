@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## the embedded default (the miniature world, CPU, ~2 min): D2LoRA + SFT on 2,000 math rows
 	$(VENV)/bin/python -m d2lora_exp init=d2lora method=sft $(ARGS)
 
-test: $(STAMP)  ## the whole test suite (about 9 min on 2 CPU cores)
+test: $(STAMP)  ## the whole test suite (about 11 min on 2 CPU cores)
 	$(VENV)/bin/python -m pytest -q $(ARGS)
 
 test-fast: $(STAMP)  ## unit tests only, no end-to-end training runs
