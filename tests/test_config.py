@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from d2lora_exp import resume
 from d2lora_exp.config import config_dir
 
 GROUPS = ["model", "init", "method", "task", "data", "experiment"]
@@ -65,14 +66,15 @@ def test_cli_help_lists_groups_and_cfg_prints_the_composed_job():
     assert "name: d2lora" in job and "name: orpo" in job and "data_size: 100" in job
 
 
-def test_data_size_zero_runs_share_one_hash_whatever_the_method_settings(make_cfg):
+def test_run_hash_sees_the_resolved_method_not_the_miniature_table(make_cfg):
     """n=0 trains nothing, so the miniature's per-method table (lr, args) must not split its shared run;
-    at n>0 the same change is a different run."""
-    from d2lora_exp import resume
-
+    at n>0 the same change is a different run for DPO, and the same run for the methods it does not feed."""
     hashes = {resume.config_hash(make_cfg("experiment=miniature", "data_size=0", *o, fast=False))
               for o in ([], ["method=dpo"], ["miniature.args.dpo.loss_weights=[1.0,1.0]"])}
     assert len(hashes) == 1
     trained = [resume.config_hash(make_cfg("experiment=miniature", "data_size=100", "method=dpo", *o, fast=False))
                for o in ([], ["miniature.args.dpo.loss_weights=[1.0,1.0]"])]
     assert trained[0] != trained[1]
+    sft = {resume.config_hash(make_cfg("experiment=miniature", "data_size=100", "method=sft", *o, fast=False))
+           for o in ([], ["miniature.args.dpo.loss_weights=[1.0,1.0]"])}
+    assert len(sft) == 1

@@ -18,8 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from .errors import UserError
 
-# Where results land and how they are logged does not change what a run computes.
-NOT_PART_OF_THE_RESULT = ("paths", "wandb", "sweep_name", "hydra", "gpu_slots")
+# Where results land and how they are logged does not change what a run computes; nor does the miniature
+# preset's per-method table (`miniature.lr/args`): it only feeds `method`, whose resolved values are hashed.
+NOT_PART_OF_THE_RESULT = ("paths", "wandb", "sweep_name", "hydra", "gpu_slots", "miniature")
 KEEP = {".hydra", "d2lora_exp.log"}  # written by Hydra for this attempt before the run starts
 
 
@@ -28,10 +29,7 @@ def config_hash(cfg: DictConfig) -> str:
     for key in NOT_PART_OF_THE_RESULT:
         data.pop(key, None)
     if data.get("data_size") == 0:
-        # Nothing is adapted: every method's n=0 run is the same run, whatever the method's settings, including
-        # the miniature preset's per-method table that only feeds `method`.
-        data.pop("method", None)
-        data.pop("miniature", None)
+        data.pop("method", None)  # nothing is adapted: every method's n=0 run is the same run
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
