@@ -5,7 +5,7 @@
 
 Models have random weights (nothing is downloaded; speed does not depend on the values). For each method
 (SFT, DPO, ORPO, LoRA r=16) it prints tokens/s, step time and peak GPU memory for d2lora_exp's trainer
-path (the runner's own TRL configs: bf16, SDPA, the config defaults) and for a plain TRL baseline (the
+path (the recipe's own TRL configs: bf16, SDPA, the config defaults) and for a plain TRL baseline (the
 trainer given the model and a LoraConfig(r=16) with TRL's default arguments), the ratio between them, and
 the model FLOP utilisation taking LoRA training as 4·N FLOPs per token (N = base parameters). Then GSM8K-style
 evaluation throughput: batched greedy generation against one-by-one generation.
@@ -26,13 +26,14 @@ from pathlib import Path
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import torch  # noqa: E402
-from datasets import Dataset  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback  # noqa: E402
+import torch
+from datasets import Dataset
+from omegaconf import OmegaConf
+from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback
 
-from d2lora_exp import adapters, generation, tiny_model  # noqa: E402
-from d2lora_exp.methods import get_method  # noqa: E402
+from d2lora_exp import adapters, tiny_model
+from d2lora_exp.evaluation import generation
+from d2lora_exp.methods import get_method
 
 ARCHS = {
     "llama3-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
@@ -40,7 +41,7 @@ ARCHS = {
     "llama3-1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
                       num_key_value_heads=8, vocab_size=128256, max_position_embeddings=8192, rope_theta=500000.0,
                       tie_word_embeddings=True),
-    "tiny": {**tiny_model.TINY_ARCH, "vocab_size": 262},
+    "tiny": {**tiny_model.ARCHS["tiny"], "vocab_size": 262},
 }
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16
 

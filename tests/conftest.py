@@ -10,13 +10,20 @@ import pytest
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 os.environ.setdefault("WANDB_SILENT", "true")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two pytest workers on the 2 cores: one thread each (and in every process they start)
+    # gives more throughput than two workers fighting over two threads each.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.core.global_hydra import GlobalHydra  # noqa: E402
-from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from omegaconf import open_dict  # noqa: E402
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
-from d2lora_exp.config import config_dir  # noqa: E402
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+from d2lora_exp.config import config_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -34,10 +41,37 @@ FAST = [
 ]
 
 
+TIERS = ("e2e", "sweep")  # anything not marked with one of these is a unit test
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test belongs to one tier: `unit` (seconds, no training run), `e2e` (one real run of the chain on a
+    tiny model) or `sweep` (Hydra multiruns through the make targets); `make test-unit` etc. select one."""
+    for item in items:
+        if not any(item.get_closest_marker(tier) for tier in TIERS):
+            item.add_marker(pytest.mark.unit)
+    # Longest first, so that the two workers of `make test` finish together instead of one waiting on a straggler.
+    weight = {"e2e": 0, "sweep": 1, "unit": 2}
+    items.sort(key=lambda item: (next(weight[m.name] for m in item.iter_markers() if m.name in weight),
+                                 "miniature" not in item.nodeid))
+
+
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """Real data shipped beside the checkout (../shared/data); tests using it skip where it is absent."""
-    return SHARED_DATA
+def real_data():
+    """`real_data("gsm8k/test.jsonl")`: see `_real_data`."""
+    return _real_data
+
+
+def _real_data(relative: str) -> Path:
+    """A file of the real datasets in ../shared/data. Where it is absent the test skips on a developer's machine
+    (saying where it looked) but FAILS under CI (CI=true), so the real-data checks can never stop silently."""
+    path = SHARED_DATA / relative
+    if not path.is_file():
+        message = f"real data {path} is missing (../shared/data beside the checkout)"
+        if os.environ.get("CI"):
+            pytest.fail(message + "; CI must run the real-data tests")
+        pytest.skip(message)
+    return path
 
 
 @pytest.fixture(scope="session")

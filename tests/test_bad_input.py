@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from d2lora_exp import runner
+from d2lora_exp import recipe
 from d2lora_exp.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +39,10 @@ def _no_training(monkeypatch):
         (["init=d2lora", "method=dpo", "method.reference=parent"], r"method.reference='parent': use init .* or base"),
         (["init=pissa", "method=dpo", "method.reference=base"], r"rewrites the base weights.*Use method.reference=init"),
         (["init.base=svd"], r"init.base='svd': choose one of"),
-        (["eval.chat=true"], r"eval.chat=true needs held-out chat prompts: set eval.chat_data="),
+        (["eval.evaluators=[task,chat]", "eval.chat_data=null"], r"lists chat, which needs held-out chat prompts: set eval.chat_data="),
+        (["eval.evaluators=[task,bleu]"], r"eval.evaluators: unknown \['bleu'\]; choose from"),
+        (["eval.evaluators=[task,gsm8k]"], r"names an evaluator twice"),
+        (["task=titles", "eval.evaluators=[gsm8k]"], r"score another task's held-out set; task=titles is scored by 'titles_rouge'"),
     ],
 )
 def test_bad_values_fail_before_training(make_cfg, monkeypatch, overrides, message):
@@ -47,7 +50,7 @@ def test_bad_values_fail_before_training(make_cfg, monkeypatch, overrides, messa
         pytest.skip("this machine has CUDA")
     _no_training(monkeypatch)
     with pytest.raises(UserError, match=message):
-        runner.run(make_cfg(*overrides))
+        recipe.run(make_cfg(*overrides))
 
 
 def test_missing_column_in_a_data_file(make_cfg, monkeypatch, tmp_path):
@@ -55,13 +58,13 @@ def test_missing_column_in_a_data_file(make_cfg, monkeypatch, tmp_path):
     bad.write_text(json.dumps({"prompt": "p", "initial_reason_steps": "", "chosen": "c", "rejected": "r", "answer": "1"}) + "\n")
     _no_training(monkeypatch)
     with pytest.raises(UserError, match=r"missing column\(s\) \['full_chosen', 'full_rejected'\]"):
-        runner.run(make_cfg(f"data.math_train.path={bad}"))
+        recipe.run(make_cfg(f"data.math_train.path={bad}"))
 
 
 def test_titles_columns_are_configurable_and_checked(make_cfg, monkeypatch):
     _no_training(monkeypatch)
     with pytest.raises(UserError, match=r"missing column\(s\) \['summary'\].*\['title', 'abstract'\]"):
-        runner.run(make_cfg("task=titles", "task.columns.abstract=summary"))
+        recipe.run(make_cfg("task=titles", "task.columns.abstract=summary"))
 
 
 def test_gated_model_without_token(make_cfg, monkeypatch, tmp_path):
@@ -74,20 +77,20 @@ def test_gated_model_without_token(make_cfg, monkeypatch, tmp_path):
     monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
     _no_training(monkeypatch)
     with pytest.raises(UserError, match=r"meta-llama/Llama-3.1-8B-Instruct is a gated model.*export HF_TOKEN"):
-        runner.run(make_cfg("model=llama3_1_8b_instruct", "device=cpu"))
+        recipe.run(make_cfg("model=llama3_1_8b_instruct", "device=cpu"))
 
 
 @pytest.mark.parametrize("method, cls", [("sft", "SFTConfig"), ("dpo", "DPOConfig"), ("orpo", "ORPOConfig")])
 def test_unknown_trl_setting_is_rejected_before_training(make_cfg, monkeypatch, method, cls):
     _no_training(monkeypatch)
     with pytest.raises(UserError, match=rf"\['learning_rte'\] are not fields of {cls}"):
-        runner.run(make_cfg(f"method={method}", "+method.args.learning_rte=1.0"))
+        recipe.run(make_cfg(f"method={method}", "+method.args.learning_rte=1.0"))
 
 
 def test_unknown_warmup_setting_is_rejected_before_training(make_cfg, monkeypatch):
     _no_training(monkeypatch)
     with pytest.raises(UserError, match=r"\['packin'\] are not fields of SFTConfig"):
-        runner.run(make_cfg("init=d2lora", "+warmup.args.packin=true"))
+        recipe.run(make_cfg("init=d2lora", "+warmup.args.packin=true"))
 
 
 def _cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
@@ -96,14 +99,14 @@ def _cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_cli_unknown_option_in_a_group_lists_the_choices(tmp_path):
     proc = _cli("method=ppo", tmp_path=tmp_path)
     assert proc.returncode != 0
     assert "Could not find 'method/ppo'" in proc.stderr and "dpo" in proc.stderr and "orpo" in proc.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_cli_user_error_is_one_line_without_traceback(tmp_path):
     proc = _cli("data_size=-3", tmp_path=tmp_path)
     assert proc.returncode == 2

@@ -7,11 +7,12 @@ import subprocess
 import sys
 
 import pytest
+from omegaconf import OmegaConf
 
-from d2lora_exp import resume
 from d2lora_exp.config import config_dir
+from d2lora_exp.phases import record
 
-GROUPS = ["model", "init", "method", "task", "data", "experiment"]
+GROUPS = ["model", "init", "method", "task", "data", "experiment"]  # tuned: test_tuned_values_...
 
 
 def _options(group: str) -> list[str]:
@@ -20,9 +21,17 @@ def _options(group: str) -> list[str]:
 
 @pytest.mark.parametrize("group", GROUPS)
 def test_every_option_of_every_group_composes(make_cfg, group):
+    """Each option is selected, its plain values land in the composed config, and every interpolation resolves."""
     for option in _options(group):
-        cfg = make_cfg(f"{group}={option}", fast=False)
-        assert cfg.run_name  # interpolations resolve
+        # Under the paper preset no tuned/<data>_<method> file applies, so a method's own values must show.
+        base = [] if group == "experiment" else ["experiment=paper"]
+        cfg = make_cfg(*base, f"{group}={option}", fast=False)
+        resolved = OmegaConf.to_container(cfg, resolve=True)  # raises on a broken interpolation
+        own = OmegaConf.to_container(OmegaConf.load(config_dir() / group / f"{option}.yaml"))
+        target = resolved if group == "experiment" else resolved[group]  # experiments are `@package _global_`
+        for key, value in own.items():
+            if key != "defaults" and not (isinstance(value, str) and "${" in value):
+                assert _contains(target[key], value), (group, option, key)
 
 
 def test_paper_defaults(make_cfg):
@@ -50,7 +59,8 @@ def test_default_is_the_embedded_miniature_world(make_cfg):
     assert dict(sft.args) == {}
     assert dict(make_cfg("experiment=paper", "method=dpo", fast=False).method.args) == {}
     smoke = make_cfg("experiment=smoke", fast=False)
-    assert smoke.model.build == "tiny_llama" and os.path.isfile(smoke.data.math_train.path)
+    assert smoke.model.build == "tiny_llama" and smoke.data.build.kind == "miniature"  # the same world, smaller
+    assert smoke.data.build.dir != cfg.data.build.dir
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -66,15 +76,28 @@ def test_cli_help_lists_groups_and_cfg_prints_the_composed_job():
     assert "name: d2lora" in job and "name: orpo" in job and "data_size: 100" in job
 
 
-def test_run_hash_sees_the_resolved_method_not_the_miniature_table(make_cfg):
-    """n=0 trains nothing, so the miniature's per-method table (lr, args) must not split its shared run;
-    at n>0 the same change is a different run for DPO, and the same run for the methods it does not feed."""
-    hashes = {resume.config_hash(make_cfg("experiment=miniature", "data_size=0", *o, fast=False))
-              for o in ([], ["method=dpo"], ["miniature.args.dpo.loss_weights=[1.0,1.0]"])}
-    assert len(hashes) == 1
-    trained = [resume.config_hash(make_cfg("experiment=miniature", "data_size=100", "method=dpo", *o, fast=False))
-               for o in ([], ["miniature.args.dpo.loss_weights=[1.0,1.0]"])]
-    assert trained[0] != trained[1]
-    sft = {resume.config_hash(make_cfg("experiment=miniature", "data_size=100", "method=sft", *o, fast=False))
-           for o in ([], ["miniature.args.dpo.loss_weights=[1.0,1.0]"])}
-    assert len(sft) == 1
+def _contains(actual, expected) -> bool:
+    """`expected` (from an option file) is part of `actual` (the composed config), interpolations aside."""
+    if isinstance(expected, dict):
+        return all(_contains(actual[k], v) for k, v in expected.items() if not (isinstance(v, str) and "${" in v))
+    return actual == expected
+
+
+def test_tuned_values_come_from_the_data_x_method_specialisation(make_cfg):
+    """conf/tuned/<data>_<method>.yaml applies to its world and method only; the command line wins over it."""
+    tuned = {p.stem for p in (config_dir() / "tuned").glob("*.yaml")}
+    assert tuned == {"miniature_sft", "miniature_dpo", "miniature_orpo"}
+    lrs = {m: make_cfg(f"method={m}", fast=False).method.learning_rate for m in ("sft", "dpo", "orpo")}
+    assert lrs == {"sft": 1e-2, "dpo": 1e-2, "orpo": 2e-2}
+    assert make_cfg("method=orpo", "method.learning_rate=5e-3", fast=False).method.learning_rate == 5e-3
+    assert make_cfg("experiment=smoke", "method=orpo", fast=False).method.learning_rate == 1e-6  # no tuned file
+    assert "miniature" not in make_cfg(fast=False)  # no preset table left for generic code to know about
+
+
+def test_data_size_zero_is_one_run_per_method_with_its_own_hash(make_cfg):
+    """n=0 runs are named and hashed like any other (they share one cached evaluation, not one directory)."""
+    cfgs = [make_cfg("data_size=0", f"method={m}", fast=False) for m in ("sft", "dpo")]
+    assert [c.run_name for c in cfgs] == ["lora-sft-math-n0-s0", "lora-dpo-math-n0-s0"]
+    assert record.config_hash(cfgs[0]) != record.config_hash(cfgs[1])
+    a, b = (make_cfg("data_size=100", "method=dpo", *o, fast=False) for o in ([], ["method.args.loss_weights=[1.0,1.0]"]))
+    assert record.config_hash(a) != record.config_hash(b)

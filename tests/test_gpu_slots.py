@@ -41,7 +41,7 @@ def _env(tmp_path):
     return {**os.environ, "D2LORA_ROOT": str(tmp_path), "D2LORA_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "offline"}
 
 
-@pytest.mark.slow
+@pytest.mark.sweep
 def test_parallel_launcher_gives_each_worker_its_own_gpu(tmp_path):
     env = {**_env(tmp_path), "D2LORA_GPUS": "0,1"}  # pretend two GPUs: the claim logic is the same
     proc = subprocess.run([sys.executable, "-m", "d2lora_exp", "--multirun", "hydra/launcher=parallel",
@@ -60,7 +60,7 @@ def test_parallel_launcher_gives_each_worker_its_own_gpu(tmp_path):
     assert len(by_pid) == 2
 
 
-@pytest.mark.slow
+@pytest.mark.sweep
 def test_submitit_local_sweep_shares_one_warmup(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "d2lora_exp", "--multirun", "hydra/launcher=submitit_local",
                            "experiment=smoke", "sweep_name=slurm", "init=d2lora", "method=sft,orpo",

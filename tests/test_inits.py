@@ -1,5 +1,5 @@
 """PEFT initialisations alone and under the warm-up: exactness at init, save/reload of base-rewriting inits,
-calibration-driven inits, and their use through the runner."""
+calibration-driven inits, and their use through the recipe."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from d2lora_exp import adapters, inits, runner, tiny_model
+from d2lora_exp import adapters, inits, recipe, tiny_model
 from d2lora_exp.config import init_label
 from d2lora_exp.errors import UserError
 
@@ -93,18 +93,18 @@ def test_validate_refuses_base_reference_on_a_residual_base():
         inits.validate(OmegaConf.create({"base": "svd", "warmup": False}), dpo)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_calibration_data_is_configurable(make_cfg, tmp_path):
     missing = tmp_path / "nope.jsonl"
     with pytest.raises(UserError, match="nope.jsonl does not exist"):
-        runner.run(make_cfg("init=eva", f"calibration.data={{path:{missing}}}"))
-    assert runner.run(make_cfg("init=eva", "calibration.rows=4"))["status"] == "complete"
+        recipe.run(make_cfg("init=eva", f"calibration.data={{path:{missing}}}"))
+    assert recipe.run(make_cfg("init=eva", "calibration.rows=4"))["status"] == "complete"
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize("base", ["pissa", "eva"])
 def test_d2lora_composed_with_an_init_runs_end_to_end(make_cfg, base):
-    result = runner.run(make_cfg(f"init={base}", "init.warmup=true", "method=dpo", "method.reference=base"))
+    result = recipe.run(make_cfg(f"init={base}", "init.warmup=true", "method=dpo", "method.reference=base"))
     assert result["status"] == "complete" and result["init"] == f"d2lora+{base}"
     assert result["init_base"] == base and result["dpo_reference"] == "base"
     # Adaptation started from the (converted) warm-up adapter as saved in the cache.

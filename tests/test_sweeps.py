@@ -17,7 +17,7 @@ import pytest
 
 from d2lora_exp.report import TASK_METRICS
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.sweep
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEPS = sorted(p.stem for p in (REPO / "sweeps").glob("*.yaml"))
@@ -66,12 +66,12 @@ def test_every_sweep_file_has_a_make_target():
 def test_math_sweeps_share_their_runs_and_report(sweep_env):
     """Exp1 -> Exp2 -> Exp3 -> Exp4 into one sweep dir: later sweeps reuse what earlier ones computed.
 
-    Exp2's 12 jobs (2 inits x 3 methods x sizes 0, 8) are 8 runs: data_size=0 trains nothing, so its run
-    is computed once per init and shared by the three methods' curves."""
+    Exp2's 12 jobs (2 inits x 3 methods x sizes 0, 8) are 12 runs, but data_size=0 trains nothing, so its
+    evaluation (of the initialisation) is computed once per init and reused by the other two methods' runs."""
     root, env = sweep_env
     sweep_dir = root / "outputs" / "sweeps" / "paper-math"
     seen: dict[str, float] = {}
-    for name, expected_runs in [("exp1_data_scaling", 3), ("exp2_math", 8), ("exp3_forgetting", 8), ("exp4_low_data", 8)]:
+    for name, expected_runs in [("exp1_data_scaling", 3), ("exp2_math", 12), ("exp3_forgetting", 12), ("exp4_low_data", 12)]:
         args = SMOKE + (["data_size=8"] if name == "exp1_data_scaling" else [])
         proc = _make(TARGETS[name], args, env)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -82,11 +82,12 @@ def test_math_sweeps_share_their_runs_and_report(sweep_env):
             assert seen.setdefault(run, mtime) == mtime, f"{name} recomputed {run}"
             assert "arc_acc" in data["metrics"], "math sweeps evaluate ARC-Easy (forgetting) in every run"
         rows = _results(sweep_dir)
-        methods = {d["method"] for d in runs.values()} - {"none"}
-        curve_points = sum(len(methods) if d["method"] == "none" else 1 for d in runs.values())
-        assert len(rows) == curve_points * (len(TASK_METRICS["math"]) + 2)
+        assert len(rows) == len(runs) * (len(TASK_METRICS["math"]) + 2)
         zero = [d for d in runs.values() if d["data_size"] == 0]
-        assert all(d["method"] == "none" for d in zero) and len(zero) == (2 if name != "exp1_data_scaling" else 0)
+        assert len(zero) == (6 if name != "exp1_data_scaling" else 0)
+        if zero:  # one evaluation per initialisation, whichever method's job got there first
+            assert sorted(d["evaluation"]["reused"] for d in zero) == [False] * 2 + [True] * 4
+            assert len({d["evaluation"]["key"] for d in zero}) == 2
         assert (sweep_dir / "report.md").is_file() and (sweep_dir / "curve_math_accuracy.png").is_file()
     report = (sweep_dir / "report.md").read_text()
     assert "| orpo | d2lora |" in report and "## math: arc_acc_norm" in report
@@ -116,7 +117,7 @@ def test_miniature_sweep_definitions(sweep_env, name):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = _complete_runs(root / "outputs" / "sweeps" / f"smoke-{name}")
     assert len(runs) == 4 and {r["init"] for r in runs.values()} == {"lora", "d2lora"}
-    assert all(r["config"]["data"].get("build") is None for r in runs.values())  # smoke swapped the world out
+    assert all(r["config"]["data"]["build"]["sizes"] and r["model"] == "tiny-llama" for r in runs.values())  # smoke world
     makefile = (REPO / "Makefile").read_text()
     assert f"$(SWEEP) {name}" in makefile.split("sweep-miniature:")[1].split("sweep-miniature-math:")[0]
 
@@ -127,7 +128,7 @@ def test_miniature_tune_sweep_splits_curves_by_learning_rate_on_the_validation_s
     root, env = sweep_env
     args = ["seed=0", "method=sft", "method.learning_rate=1e-3,3e-3", "data_size=8", "warmup.size=12", "eval.limit=4",
             "eval.max_new_tokens=8", "method.num_train_epochs=1", "train.per_device_train_batch_size=4",
-            "eval.forgetting=false", "eval.chat=false", "sweep_name=smoke-tune"]
+            "eval.evaluators=[task]", "sweep_name=smoke-tune"]
     proc = _make("tune-miniature", args, env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     sweep_dir = root / "outputs" / "sweeps" / "smoke-tune"
@@ -212,7 +213,7 @@ def test_killed_sweep_resumes_without_losing_or_duplicating(tmp_path):
     log = rerun.stdout + rerun.stderr  # progress: runs done / to do, and which were already complete
     assert "sweep killed: 4 runs" in log and f"4/4 runs done ({len(before)} already complete)" in log
     runs = _complete_runs(sweep_dir)
-    assert sorted(runs) == ["lora-none-math-n0-s0"] + [f"lora-sft-math-n{n}-s0" for n in (12, 4, 8)]
+    assert sorted(runs) == [f"lora-sft-math-n{n}-s0" for n in (0, 12, 4, 8)]
     for name, text in before.items():  # finished results kept byte for byte
         assert (sweep_dir / name / "metrics.json").read_text() == text
     rows = _results(sweep_dir)

@@ -24,3 +24,27 @@ def test_tokenizer_round_trips_and_template_has_one_bos(tmp_path):
     ids = tok(prompt, add_special_tokens=False).input_ids
     assert ids.count(tok.bos_token_id) == 1 and ids[0] == tok.bos_token_id
     assert prompt.endswith("<|assistant|>")
+
+
+def test_built_once_and_rebuilt_when_damaged_or_built_by_other_code(tmp_path):
+    import json
+
+    from d2lora_exp.build_once import MARKER, read_record
+
+    path = tiny_model.build(tmp_path / "m", seed=0)
+    weights = path / "model.safetensors"
+    good, mtime = weights.read_bytes(), weights.stat().st_mtime_ns
+    assert tiny_model.build(tmp_path / "m", seed=0) == path and weights.stat().st_mtime_ns == mtime  # reused
+    weights.write_bytes(good[:100])  # truncated
+    assert tiny_model.build(tmp_path / "m", seed=0) == path and weights.read_bytes() == good
+    tiny_model.build(tmp_path / "m", seed=1)  # another seed in the same dir: rebuilt, never reused
+    assert weights.read_bytes() != good and json.loads(read_record(path, MARKER)["stamp"])["seed"] == 1
+    (path / MARKER).unlink()  # a dir from the previous builder (no digests): rebuilt
+    assert tiny_model.build(tmp_path / "m", seed=0) == path
+    assert weights.read_bytes() == good and (path / MARKER).exists()
+
+
+def test_one_dict_of_architectures():
+    assert set(tiny_model.ARCHS) == {"tiny", "world"}
+    tok = tiny_model.build_tokenizer()
+    assert tiny_model.config(tok, "world").num_hidden_layers == 4 and tiny_model.config(tok, "tiny").hidden_size == 64

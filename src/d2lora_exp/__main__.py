@@ -10,11 +10,11 @@ from pathlib import Path
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+import hydra
+from omegaconf import DictConfig
 
-from .config import config_dir  # noqa: E402  (registers resolvers)
-from .errors import UserError  # noqa: E402
+from .config import config_dir
+from .errors import UserError
 
 log = logging.getLogger("d2lora_exp")
 
@@ -28,14 +28,14 @@ def _in_multirun() -> bool:
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from . import gpu_slots, runner
+    from . import gpu_slots, recipe
 
     if cfg.gpu_slots and _in_multirun():
         gpu = gpu_slots.claim(Path(cfg.paths.cache_dir) / "gpu_slots")
         if gpu is not None:
             logging.getLogger(__name__).info("job %s runs on GPU %s", cfg.run_name, gpu)
     try:
-        result = runner.run(cfg)
+        result = recipe.run(cfg)
     except UserError as err:
         print(f"d2lora_exp: error: {err}", file=sys.stderr)
         if _in_multirun():

@@ -22,11 +22,6 @@ def config_dir() -> Path:
     raise FileNotFoundError(f"no conf/config.yaml next to {PACKAGE_DIR}; reinstall d2lora_exp")
 
 
-def bundled_path(name: str) -> str:
-    """Absolute path of a data file shipped with the package (the embedded default's data)."""
-    return str(PACKAGE_DIR / "bundled" / "data" / name)
-
-
 def bundled_model(name: str) -> str:
     """Absolute path of a model directory shipped with the package (the miniature world's base model)."""
     return str(PACKAGE_DIR / "bundled" / "models" / name)
@@ -40,11 +35,6 @@ def init_label(base: str, warmup: bool) -> str:
     return "d2lora" if base == "default" else f"d2lora+{base}"
 
 
-def method_label(method: str, data_size) -> str:
-    """The method as runs are named and reported: "none" at data_size=0, where no method trains."""
-    return "none" if str(data_size) == "0" else method
-
-
 def gpu_count() -> int:
     """Visible GPUs (at least 1), for the parallel launcher's worker count; never initialises CUDA."""
     from .gpu_slots import visible_gpus
@@ -52,13 +42,9 @@ def gpu_count() -> int:
     return max(1, len(visible_gpus()))
 
 
-if not OmegaConf.has_resolver("bundled"):
-    OmegaConf.register_new_resolver("bundled", bundled_path)
 if not OmegaConf.has_resolver("bundled_model"):
     OmegaConf.register_new_resolver("bundled_model", bundled_model)
 if not OmegaConf.has_resolver("d2lora_init_label"):
     OmegaConf.register_new_resolver("d2lora_init_label", init_label)
-if not OmegaConf.has_resolver("d2lora_method_label"):
-    OmegaConf.register_new_resolver("d2lora_method_label", method_label)
 if not OmegaConf.has_resolver("d2lora_gpu_count"):
     OmegaConf.register_new_resolver("d2lora_gpu_count", gpu_count)

@@ -11,10 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .files import is_local_path
 
 
-def _is_local(name_or_path: str) -> bool:
-    return os.path.isdir(name_or_path) or name_or_path.startswith((".", "/", "~"))
+def identity(model_cfg: Any, dtype: str) -> dict[str, Any]:
+    """The base model as a cache key sees it: a built model by its builder, any other by id and revision."""
+    model = ({"build": model_cfg.build, "name": model_cfg.name} if model_cfg.get("build")
+             else {"name_or_path": model_cfg.name_or_path, "revision": model_cfg.get("revision")})
+    return {**model, "dtype": dtype}
 
 
 def ensure_available(model_cfg: Any) -> str:
@@ -27,7 +31,7 @@ def ensure_available(model_cfg: Any) -> str:
 
         tiny_model.build(name)
         return name
-    if _is_local(name):
+    if is_local_path(name):
         if not os.path.isdir(os.path.expanduser(name)):
             raise UserError(f"model.name_or_path={name!r} is not a directory. Point it at a saved model or a hub id.")
         return os.path.expanduser(name)

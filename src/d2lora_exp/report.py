@@ -27,10 +27,7 @@ FIELDS = ["task", "method", "init", "data_size", "seed", "dpo_reference", "metri
 
 
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
-    """One row per (finished run, metric, method curve it belongs to).
-
-    A data_size=0 run (method "none": nothing is adapted) is the first point of every method's curve
-    in its task, so it appears once per method trained in the sweep, with the same run_dir."""
+    """One row per (finished run, reported metric); a data_size=0 run is its method's first curve point."""
     rows = []
     for path in sorted(sweep_dir.rglob("metrics.json")):
         if any(part.startswith(".attempt-") for part in path.parts):
@@ -40,23 +37,17 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
             continue
         for metric, value in (data.get("metrics") or {}).items():
             if metric in TASK_METRICS.get(data["task"], []) + FORGETTING_METRICS + CHAT_METRICS:
-                # A DPO run against the base model is a different curve from the default (reference = init).
-                method = "dpo[ref=base]" if data.get("dpo_reference") == "base" else data["method"]
-                if data.get("variant") and method != "none":
-                    method = f"{method}[{data['variant']}]"
-                rows.append({"task": data["task"], "method": method, "init": data["init"],
+                rows.append({"task": data["task"], "method": curve_name(data), "init": data["init"],
                              "data_size": int(data["data_size"]), "seed": int(data["seed"]),
                              "dpo_reference": data.get("dpo_reference"), "metric": metric, "value": float(value),
                              "run_dir": str(path.parent)})
-    trained = defaultdict(set)
-    for r in rows:
-        if r["method"] != "none":
-            trained[r["task"]].add(r["method"])
-    expanded = []
-    for r in rows:
-        methods = sorted(trained[r["task"]]) if r["method"] == "none" else []
-        expanded += [{**r, "method": m} for m in methods] or [r]
-    return expanded
+    return rows
+
+
+def curve_name(run: dict[str, Any]) -> str:
+    """The method as a curve: DPO against the base model is its own curve, and so is each `variant`."""
+    method = "dpo[ref=base]" if run.get("dpo_reference") == "base" else run["method"]
+    return f"{method}[{run['variant']}]" if run.get("variant") else method
 
 
 def aggregate(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
@@ -87,8 +78,8 @@ def paper_results(path: Path | None = None) -> dict:
 
     from .config import config_dir
 
-    path = path or config_dir() / "paper_results.yaml"
-    return OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else {}
+    path = path or config_dir() / "paper_results.yaml"  # shipped with the configs: missing = a broken install
+    return OmegaConf.to_container(OmegaConf.load(path))
 
 
 def markdown(stats: dict[tuple, dict[str, float]], title: str, paper: dict | None = None) -> str:

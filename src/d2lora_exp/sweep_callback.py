@@ -61,8 +61,7 @@ class SweepReport(Callback):
         with FileLock(str(sweep_dir / PROGRESS) + ".lock"):
             state = json.loads((sweep_dir / PROGRESS).read_text())
             state["done"] += 1
-            # A resumed run's result was written before this job started (by an earlier sweep, or by the
-            # job of another method for a shared data_size=0 run).
+            # A resumed run's result was written before this job started (by an earlier sweep).
             if metrics.is_file() and metrics.stat().st_mtime < started_wall:
                 state["skipped"] += 1
             else:

@@ -9,13 +9,14 @@ so the build is deterministic and takes about a second.
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
-from filelock import FileLock
+
+from .build_once import build_once
+from .fingerprint import file_sha256, major_minor
 
 SPECIAL_TOKENS = ["<|begin_of_text|>", "<|eot|>", "<|pad|>", "<|system|>", "<|user|>", "<|assistant|>"]
 
@@ -27,16 +28,15 @@ CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 
-TINY_ARCH = dict(
-    hidden_size=64,
-    intermediate_size=176,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=2048,
-    rms_norm_eps=1e-5,
-    tie_word_embeddings=True,
-)
+# The two Llama shapes the project builds from scratch: `tiny`, the random ~0.1M-parameter model of the
+# smoke preset and the tests (built here, on first use, into the cache); `world`, the 0.84M-parameter
+# base model of the miniature world (pretrained by miniature/pretrain.py and shipped in the package).
+ARCHS: dict[str, dict] = {
+    "tiny": dict(hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, max_position_embeddings=2048, rms_norm_eps=1e-5, tie_word_embeddings=True),
+    "world": dict(hidden_size=128, intermediate_size=352, num_hidden_layers=4, num_attention_heads=4,
+                  num_key_value_heads=4, max_position_embeddings=1024, rms_norm_eps=1e-5, tie_word_embeddings=True),
+}
 
 
 def build_tokenizer():
@@ -56,41 +56,43 @@ def build_tokenizer():
         pad_token="<|pad|>",
         chat_template=CHAT_TEMPLATE,
         padding_side="right",
-        model_max_length=TINY_ARCH["max_position_embeddings"],
+        model_max_length=ARCHS["tiny"]["max_position_embeddings"],
     )
 
 
-def build(path: str | os.PathLike, seed: int = 0) -> Path:
-    """Write tokenizer + randomly initialised tiny Llama to ``path`` (atomically, under a lock)."""
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+def config(tokenizer, arch: str):
+    """The LlamaConfig of one of `ARCHS` with the byte-level tokenizer's vocabulary and special tokens."""
+    from transformers import LlamaConfig
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
-        if (path / "config.json").exists():
-            return path
+    return LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **ARCHS[arch])
+
+
+def generation_config(tokenizer):
+    from transformers import GenerationConfig
+
+    return GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                            pad_token_id=tokenizer.pad_token_id)
+
+
+def stamp(seed: int) -> str:
+    """What a built model is: this file's source (architecture, tokenizer, template), the seed, and the
+    versions of the libraries that draw and write the weights; another stamp in a cache dir means a rebuild."""
+    return json.dumps({"builder": "tiny_llama", "source": file_sha256(__file__)[:16], "seed": int(seed),
+                       "versions": {m: major_minor(m) for m in ("torch", "transformers")}}, sort_keys=True)
+
+
+def build(path: str | os.PathLike, seed: int = 0) -> Path:
+    """Write tokenizer + randomly initialised tiny Llama to ``path`` once (``build_once``); return ``path``."""
+    from transformers import LlamaForCausalLM
+
+    def write(tmp: Path) -> None:
         tokenizer = build_tokenizer()
-        config = LlamaConfig(
-            vocab_size=len(tokenizer),
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            **TINY_ARCH,
-        )
-        generator_state = torch.random.get_rng_state()
-        torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
-        torch.random.set_rng_state(generator_state)
-        model.generation_config = GenerationConfig(
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        tmp = Path(tempfile.mkdtemp(prefix=path.name + ".tmp-", dir=path.parent))
-        try:
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            os.replace(tmp, path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return path
+        with torch.random.fork_rng(devices=[]):  # the weights come from `seed`; the caller's RNG is untouched
+            torch.manual_seed(seed)
+            model = LlamaForCausalLM(config(tokenizer, "tiny"))
+        model.generation_config = generation_config(tokenizer)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+    return build_once(Path(path), stamp(seed), write).path

@@ -15,7 +15,9 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-SECRET_KEY = re.compile(r"(token|api_key|apikey|password|secret)", re.IGNORECASE)
+# A secret-looking key name as a whole word part ("hf_token", "api_key", "password"), but not "max_new_tokens"
+# or "tokenizer", which are settings a run must record.
+SECRET_KEY = re.compile(r"(^|[_\-.])(token|api_?key|password|passwd|secret|auth)($|[_\-.])", re.IGNORECASE)
 
 
 def scrub(obj: Any) -> Any:

@@ -22,10 +22,8 @@ def test_loads_jsonl_csv_parquet(tmp_path):
         assert ds["question"] == ["q1", "q2"]
 
 
-def test_real_gsm8k_file_passes_the_schema_check(shared_data):
-    path = shared_data / "gsm8k" / "test.jsonl"
-    if not path.exists():
-        pytest.skip(f"{path} not present")
+def test_real_gsm8k_file_passes_the_schema_check(real_data):
+    path = real_data("gsm8k/test.jsonl")
     ds = sources.load({"path": str(path)}, "GSM8K")
     sources.require_columns(ds, {"question": str, "answer": str}, "GSM8K")
     assert len(ds) == 1319

@@ -8,9 +8,12 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from d2lora_exp import chat_eval, forgetting, runner, warmup
+from d2lora_exp import recipe
 from d2lora_exp.data import sources
+from d2lora_exp.evaluation import arc as forgetting
+from d2lora_exp.evaluation import chat as chat_eval
 from d2lora_exp.miniature import world
+from d2lora_exp.phases import warmup
 from d2lora_exp.tasks import get_task
 
 
@@ -38,10 +41,10 @@ def test_generated_files_pass_the_schema_checks_of_the_real_data(tmp_path):
 def _two_runs(make_cfg, common: list[str], first: str, second: str) -> list[dict]:
     """Two runs of the real miniature world (pretrained model, generated data) that differ in one override."""
     base = ["experiment=miniature", "wandb.mode=disabled", *common]
-    return [runner.run(make_cfg(*base, o, fast=False, out=o.replace("=", "-"))) for o in (first, second)]
+    return [recipe.run(make_cfg(*base, o, fast=False, out=o.replace("=", "-"))) for o in (first, second)]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_adaptation_improves_the_task_metric_over_data_size_zero(make_cfg):
     """Smoke version of the miniature sweep: one seed, two sizes, on the pretrained tiny-world model."""
     common = ["task=titles", "init=lora", "method=sft", "eval.max_new_tokens=24"]
@@ -50,12 +53,12 @@ def test_adaptation_improves_the_task_metric_over_data_size_zero(make_cfg):
     assert trained["metrics"]["rougeL_ci95_low"] > zero["metrics"]["rougeL_ci95_high"]  # clearly, not by chance
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize("method", ["sft", "dpo", "orpo"])
 def test_math_adaptation_learns_to_solve_the_world_problems(make_cfg, method):
     """The math curve's top point: 2,000 Math-Step-DPO rows take each method (the miniature's tuned settings,
     one epoch; DPO with the chosen answer's NLL) from a few % to most answers right."""
-    common = ["init=lora", f"method={method}", "eval.limit=100", "eval.chat=false"]
+    common = ["init=lora", f"method={method}", "eval.limit=100", "eval.evaluators=[task]"]
     zero, trained = _two_runs(make_cfg, common, "data_size=0", "data_size=2000")
     # DPO sits on the edge of the copy-the-numbers transition (seeds 0-2 of the sweep: 61, 87, 31%), so it gets a
     # lower bar; still far above the untrained few %.
@@ -63,21 +66,21 @@ def test_math_adaptation_learns_to_solve_the_world_problems(make_cfg, method):
     assert zero["metrics"]["accuracy"] < 20 and trained["metrics"]["accuracy"] > zero["metrics"]["accuracy"] + margin
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_warmup_teaches_the_chat_behaviour_it_trains(make_cfg):
     """On held-out chat prompts the base model never closes its turn; after the warm-up it mostly does."""
-    common = ["method=sft", "data_size=0", "eval.chat=true", "eval.forgetting=false", "eval.limit=60",
+    common = ["method=sft", "data_size=0", "eval.evaluators=[chat]", "eval.limit=60",
               "warmup.size=600"]
     base, warm = _two_runs(make_cfg, common, "init=lora", "init=d2lora")
-    assert base["method"] == warm["method"] == "none" and base["metrics"]["chat_n"] == 60
+    assert base["data_size"] == warm["data_size"] == 0 and base["metrics"]["chat_n"] == 60
     assert warm["metrics"]["chat_stop"] >= base["metrics"]["chat_stop"] + 40
 
 
 def test_validation_split_in_the_gsm8k_schema_scores_its_own_solutions(tmp_path):
-    from d2lora_exp.metrics import gsm8k
+    from d2lora_exp.evaluation import gsm8k
 
     world.write_all(tmp_path, seed=1, sizes={"corpus": 20, "math_train": 50, "math_validation": 30, "gsm8k_test": 30})
-    read = lambda name: [json.loads(line) for line in (tmp_path / name).read_text().splitlines()]  # noqa: E731
+    read = lambda name: [json.loads(line) for line in (tmp_path / name).read_text().splitlines()]
     val, math_val, test = read("gsm8k_validation.jsonl"), read("math_validation.jsonl"), read("gsm8k_test.jsonl")
     assert [v["question"] for v in val] == [m["prompt"] for m in math_val]
     assert all(gsm8k.reference_answer(v["answer"]) == m["answer"] for v, m in zip(val, math_val))

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
 from d2lora_exp import tiny_model
+from d2lora_exp.build_once import MARKER
 from d2lora_exp.config import bundled_model
 from d2lora_exp.miniature import pretrain, world
 
@@ -17,11 +20,12 @@ def _docs(n: int, seed: int = 0) -> list[str]:
     return world.pretraining_corpus(world.World(seed), seed + 7, n)
 
 
+@pytest.mark.e2e
 def test_pretraining_runs_is_deterministic_and_lowers_the_loss(tmp_path):
     docs = _docs(300)
     kw = dict(steps=8, batch_size=4, seq_len=64, warmup_steps=2, log_every=1, probe_n=3)
     a = pretrain.pretrain(tmp_path / "a", docs, **kw)
-    b = pretrain.pretrain(tmp_path / "b", docs, **kw)
+    pretrain.pretrain(tmp_path / "b", docs, **kw)
     assert set(a["probe"]) == {"arithmetic", "quiz", "word_problems", "n"} and a["probe"]["n"] == 3
     wa, wb = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -29,6 +33,11 @@ def test_pretraining_runs_is_deterministic_and_lowers_the_loss(tmp_path):
     assert json.loads((tmp_path / "a" / "pretrain.json").read_text())["steps"] == 8
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "a")
     assert model.config.model_type == "llama" and model.config.num_hidden_layers == 4
+    torch.manual_seed(0)  # the initial weights pretrain() drew: the saved ones are the trained ones
+    fresh = LlamaForCausalLM(tiny_model.config(tiny_model.build_tokenizer(), "world")).state_dict()
+    assert any(not torch.equal(wa[k], fresh[k]) for k in wa)
+    assert json.loads((tmp_path / "a" / MARKER).read_text())["files"]["model.safetensors"]  # written by build_once
+    assert (tmp_path / "a").stat().st_mode & 0o777 == 0o755 and not list(tmp_path.glob("a.tmp-*"))
 
 
 def _loss(model, tokenizer, docs: list[str]) -> float:
@@ -44,5 +53,6 @@ def test_the_shipped_model_knows_the_world_a_random_model_does_not(tmp_path):
     random_model = AutoModelForCausalLM.from_pretrained(tiny_model.build(tmp_path / "random"))
     docs = _docs(200, seed=0)  # the shipped model's world (seed 0), documents drawn with another seed
     assert _loss(shipped, tokenizer, docs) < 0.5 * _loss(random_model, tokenizer, docs)
-    info = json.loads((path_json := __import__("pathlib").Path(path) / "pretrain.json").read_text())
-    assert info["seed"] == 0 and info["parameters"] < 2_000_000 and path_json.parent.stat().st_size
+    info = json.loads((Path(path) / "pretrain.json").read_text())
+    assert info["seed"] == 0 and info["parameters"] == sum(p.numel() for p in shipped.parameters()) < 2_000_000
+    assert all(getattr(shipped.config, k) == v for k, v in tiny_model.ARCHS["world"].items())

@@ -215,3 +215,145 @@ def test_cli(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "cli").iterdir()) == sorted(W.FILES.values())
     assert len(jsonl(tmp_path / "cli" / "math_step_dpo.jsonl")) == 10_000
     assert "done in" in capsys.readouterr().out
+
+
+def test_cli_sizes(tmp_path, capsys):
+    W.main(["--out", str(tmp_path / "small"), *(f"--size={k}=12" for k in W.DEFAULT_SIZES)])
+    assert len(jsonl(tmp_path / "small" / "math_step_dpo.jsonl")) == 12
+    with pytest.raises(SystemExit):
+        W.main(["--out", str(tmp_path / "bad"), "--size", "maths=3"])
+    assert "unknown sizes ['maths']" in capsys.readouterr().err
+
+
+# Carried over from the bundled generator's tests (tests/bundled/test_generate.py, removed with it): the
+# column schema of every file, row counts as the `datasets` loaders read them, the warm-up's and ARC's
+# structure, and no task problem shared between training and held-out sets, also as a substring.
+MESSAGES = "messages"  # a list of {"content": str, "role": str}
+SCHEMAS: dict[str, dict[str, object]] = {
+    # mlabonne/orpo-dpo-mix-40k (the warm-up, and its held-out chat prompts)
+    "warmup": {"source": str, "chosen": MESSAGES, "rejected": MESSAGES, "prompt": str, "question": str},
+    "chat_test": {"source": str, "chosen": MESSAGES, "rejected": MESSAGES, "prompt": str, "question": str},
+    # xinlai/Math-Step-DPO-10K
+    "math_train": {c: str for c in MATH_COLUMNS},
+    "math_validation": {c: str for c in MATH_COLUMNS},
+    # openai/gsm8k, main
+    "gsm8k_validation": {"question": str, "answer": str},
+    "gsm8k_test": {"question": str, "answer": str},
+    # onurkeles/econ_paper_abstracts
+    "titles": {"title": str, "abstract": str},
+    # allenai/ai2_arc, ARC-Easy
+    "arc": {"id": str, "question": str, "choices": {"text": list, "label": list}, "answerKey": str},
+}
+ROWS = {**SIZES, "gsm8k_validation": SIZES["math_validation"]}
+
+
+def _columns_and_rows(path: Path) -> tuple[list[str], list[dict]]:
+    if path.suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            return list(reader.fieldnames or []), list(reader)
+    rows = jsonl(path)
+    return list(rows[0]), rows
+
+
+@pytest.mark.parametrize("key", sorted(SCHEMAS))
+def test_schema_of_every_file(built, key):
+    raw = built[key].read_bytes()
+    assert b"\r" not in raw and raw.endswith(b"\n")
+    columns, rows = _columns_and_rows(built[key])
+    schema = SCHEMAS[key]
+    assert columns == list(schema) and len(rows) == ROWS[key]
+    for row in rows:
+        assert list(row) == list(schema)
+        for col, kind in schema.items():
+            value = row[col]
+            if kind is MESSAGES:
+                assert isinstance(value, list) and value
+                for m in value:
+                    assert list(m) == ["content", "role"] and all(isinstance(v, str) and v for v in m.values())
+            elif isinstance(kind, dict):
+                assert isinstance(value, dict) and list(value) == list(kind)
+                for k, t in kind.items():
+                    assert isinstance(value[k], t) and all(isinstance(x, str) for x in value[k])
+            else:
+                assert isinstance(value, kind), (col, value)
+                assert value != "" or col == "initial_reason_steps", col  # no step before the pair
+
+
+@pytest.mark.parametrize("key", sorted(SCHEMAS))
+def test_loadable_with_datasets(built, key, tmp_path):
+    """The project reads these files with `datasets` (json/csv builders): columns and rows as written."""
+    datasets = pytest.importorskip("datasets")
+    builder = "csv" if built[key].suffix == ".csv" else "json"
+    ds = datasets.load_dataset(builder, data_files=str(built[key]), split="train", cache_dir=str(tmp_path / "hf"))
+    assert ds.column_names == list(SCHEMAS[key]) and len(ds) == ROWS[key]
+
+
+@pytest.mark.parametrize("key", ["warmup", "chat_test"])
+def test_preference_pairs_share_the_conversation_and_differ_in_the_reply(built, key):
+    rows = jsonl(built[key])
+    for r in rows:
+        chosen, rejected = r["chosen"], r["rejected"]
+        assert chosen[-1]["role"] == rejected[-1]["role"] == "assistant"
+        assert chosen[:-1] == rejected[:-1] and chosen[-1]["content"] != rejected[-1]["content"]
+        users = [m["content"] for m in chosen if m["role"] == "user"]
+        assert users and r["prompt"] == r["question"] == users[0]
+    assert len({r["source"] for r in rows}) >= 4
+
+
+@pytest.mark.parametrize("key", ["math_train", "math_validation"])
+def test_math_pair_is_the_step_after_the_initial_reasoning(built, key):
+    rows = jsonl(built[key])
+    for r in rows:
+        k = r["initial_reason_steps"].count("Step ")
+        assert r["chosen"].startswith(f"Step {k + 1}: ") and r["rejected"].startswith(f"Step {k + 1}: ")
+        assert all(line.startswith(f"Step {i + 1}: ") for i, line in enumerate(r["initial_reason_steps"].splitlines()))
+    assert {r["dataset"] for r in rows} == {"GSM_AnsAug", "GSM_Rephrased"}
+
+
+def test_gsm8k_validation_is_the_math_validation_split_in_the_gsm8k_schema(built):
+    val, gsm = jsonl(built["math_validation"]), jsonl(built["gsm8k_validation"])
+    assert [r["question"] for r in gsm] == [r["prompt"] for r in val]
+    assert all(g["answer"].endswith(f"#### {m['answer']}") for g, m in zip(gsm, val))
+
+
+def _shared_problems(train: list[str], held_out: list[str]) -> list[str]:
+    """Held-out problems that are a training prompt or contained in one (e.g. the same problem with an
+    "In <town>, " prefix, which has the same numbers and answer)."""
+    return [q for q in held_out if any(q in p or p in q for p in train)]
+
+
+def test_held_out_problems_never_inside_a_training_prompt(built):
+    train = [r["prompt"] for r in jsonl(built["math_train"])]
+    val = [r["prompt"] for r in jsonl(built["math_validation"])]
+    test = [r["question"] for r in jsonl(built["gsm8k_test"])]
+    assert len(set(test)) == len(test) and len(set(val)) == len(val)
+    assert not _shared_problems(train, test) and not _shared_problems(train, val)
+    assert not _shared_problems(val, test)
+
+
+@pytest.mark.xfail(strict=True, reason="known: at the full world's sizes 2 of the 300 GSM8K test problems and 1 of "
+                   "the 500 validation problems are a training problem without (or with) its 'In <town>, ' prefix; "
+                   "the generator dedupes whole questions only, and fixing it changes the full world's data")
+def test_full_world_held_out_problems_never_inside_a_training_prompt(tmp_path):
+    paths = W.write_all(tmp_path / "full", seed=0)
+    train = [r["prompt"] for r in jsonl(paths["math_train"])]
+    held = [r["prompt"] for r in jsonl(paths["math_validation"])] + [r["question"] for r in jsonl(paths["gsm8k_test"])]
+    assert not _shared_problems(train, held)
+
+
+def test_arc_choices_and_labels_match(built):
+    for r in jsonl(built["arc"]):
+        assert len(r["choices"]["text"]) == len(r["choices"]["label"]) and r["answerKey"] in r["choices"]["label"]
+
+
+def test_smoke_world_sizes_fit_the_tests():
+    """conf/data/smoke.yaml (experiment=smoke, the tests' world): every file it sizes, and pools the tests need."""
+    from omegaconf import OmegaConf
+
+    from d2lora_exp.config import config_dir
+
+    sizes = OmegaConf.to_container(OmegaConf.load(config_dir() / "data" / "smoke.yaml"))["build"]["sizes"]
+    assert set(sizes) == set(W.DEFAULT_SIZES) and all(0 < sizes[k] < W.DEFAULT_SIZES[k] for k in sizes)
+    # tests/test_bad_input.py names the pools: 1200 math rows, 300 titles beside the 100 held out
+    assert sizes["math_train"] == 1200 and sizes["titles"] == 400

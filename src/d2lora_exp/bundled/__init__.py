@@ -1,32 +1,17 @@
-"""Small bundled datasets for the embedded default (tiny CPU model, demo, tests).
+"""Files shipped inside the package: the miniature world's pretrained base model.
 
-Each file has the exact column schema of the real hub dataset it stands in for, so the same loaders
-read both. The files are produced by ``python -m d2lora_exp.bundled.generate`` (seeded, pure stdlib)
-and committed; a test regenerates them and checks they are byte-identical.
-
-=====================  ==========================================
-file                   stands in for
-=====================  ==========================================
-orpo_dpo_mix.jsonl     mlabonne/orpo-dpo-mix-40k (train)
-math_step_dpo.jsonl    xinlai/Math-Step-DPO-10K (train)
-gsm8k_test.jsonl       openai/gsm8k, main (test)
-econ_titles.csv        onurkeles/econ_paper_abstracts
-arc_easy_test.jsonl    allenai/ai2_arc, ARC-Easy (test)
-=====================  ==========================================
+``models/tiny-world-llama`` is the 0.84M-parameter Llama (architecture ``tiny_model.ARCHS["world"]``)
+that ``python -m d2lora_exp.miniature.pretrain`` (``make tiny-model``) trained on the miniature world's
+corpus (seed 0); ``conf/model/tiny_world.yaml`` points at it through the ``${bundled_model:...}``
+resolver (``config.bundled_model``). The data it is adapted on is not shipped: the miniature world's
+generator writes it into the cache on first use (``data/build.py``), at full size (``data=miniature``)
+or small (``data=smoke``, the fast-dev preset).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-DATA_DIR: Path = Path(__file__).resolve().parent / "data"
+MODELS_DIR: Path = Path(__file__).resolve().parent / "models"
 
-FILES: tuple[str, ...] = (
-    "orpo_dpo_mix.jsonl",
-    "math_step_dpo.jsonl",
-    "gsm8k_test.jsonl",
-    "econ_titles.csv",
-    "arc_easy_test.jsonl",
-)
-
-__all__ = ["DATA_DIR", "FILES"]
+__all__ = ["MODELS_DIR"]

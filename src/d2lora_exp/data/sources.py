@@ -14,12 +14,9 @@ from typing import Any
 from datasets import Dataset
 
 from ..errors import UserError
+from ..files import is_local_path
 
 _BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
-
-
-def _looks_local(path: str) -> bool:
-    return path.startswith((".", "/", "~")) or Path(path).suffix in _BUILDERS or os.path.exists(path)
 
 
 def load(source: Mapping[str, Any], what: str) -> Dataset:
@@ -28,7 +25,7 @@ def load(source: Mapping[str, Any], what: str) -> Dataset:
 
     path = str(source["path"])
     split = source.get("split") or "train"
-    if _looks_local(path):
+    if is_local_path(path):
         local = Path(os.path.expanduser(path))
         if not local.exists():
             raise UserError(f"{what}: file {local} does not exist. Fix the path in the data config or on the command line.")
@@ -38,7 +35,7 @@ def load(source: Mapping[str, Any], what: str) -> Dataset:
                 raise UserError(f"{what}: {local} has suffix {local.suffix!r}; use one of {sorted(_BUILDERS)}.")
             try:
                 ds = datasets.load_dataset(builder, data_files=str(local), split="train")
-            except Exception as err:  # noqa: BLE001 - arrow/json errors have many types
+            except Exception as err:
                 if "corresponds to no data" in str(err):
                     raise UserError(f"{what}: {local} has no rows.") from err
                 raise UserError(f"{what}: {local} could not be parsed as {builder}: {err}") from err
@@ -48,7 +45,7 @@ def load(source: Mapping[str, Any], what: str) -> Dataset:
         kwargs = {k: source[k] for k in ("name", "data_files", "revision") if source.get(k) is not None}
         try:
             ds = datasets.load_dataset(path, split=split, **kwargs)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             raise UserError(
                 f"{what}: could not load {path!r} from the hub ({err.__class__.__name__}: {str(err).splitlines()[0]}). "
                 "Without network, download it elsewhere and point the data config at a local file with the same columns."

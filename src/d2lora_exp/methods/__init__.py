@@ -1,7 +1,7 @@
 """Training methods (`method=sft|dpo|orpo`): each module turns a config into a ready TRL trainer.
 
 All methods receive an already-built PeftModel (fresh LoRA or the warm-up adapter) and never a
-peft_config, so the adapter a phase starts from is decided in one place: the runner.
+peft_config, so the adapter a phase starts from is decided in one place: the adaptation phase (phases/adapt.py).
 """
 
 from __future__ import annotations

@@ -11,17 +11,13 @@ import argparse
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from .. import tiny_model
-
-WORLD_ARCH = dict(hidden_size=128, intermediate_size=352, num_hidden_layers=4, num_attention_heads=4,
-                  num_key_value_heads=4, max_position_embeddings=1024, rms_norm_eps=1e-5, tie_word_embeddings=True)
+from ..build_once import build_once
 
 
 def token_stream(tokenizer, docs: list[str]) -> torch.Tensor:
@@ -40,7 +36,7 @@ def probe(model, tokenizer, seed: int = 0, n: int = 100) -> dict[str, float]:
     import random
     import re
 
-    from .. import generation
+    from ..evaluation import generation
     from . import world as W
 
     w, rng = W.World(seed), random.Random(f"probe-{seed}")
@@ -61,20 +57,18 @@ def probe(model, tokenizer, seed: int = 0, n: int = 100) -> dict[str, float]:
     for p, out in zip(problems, complete([p.question for p in problems], 90)):
         numbers = re.findall(r"\d+", out)
         solved.append(bool(numbers) and numbers[-1] == str(p.answer))
-    pct = lambda xs: round(100.0 * sum(xs) / len(xs), 1)  # noqa: E731
+    pct = lambda xs: round(100.0 * sum(xs) / len(xs), 1)
     return {"arithmetic": pct(arith_ok), "quiz": pct(quiz_ok), "word_problems": pct(solved), "n": n}
 
 
 def pretrain(out_dir: Path, docs: list[str], seed: int = 0, steps: int = 600, batch_size: int = 32,
              seq_len: int = 256, lr: float = 3e-3, warmup_steps: int = 50, log_every: int = 25,
              probe_n: int = 100) -> dict:
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     torch.manual_seed(seed)
     tokenizer = tiny_model.build_tokenizer()
-    config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **WORLD_ARCH)
-    model = LlamaForCausalLM(config)
+    model = LlamaForCausalLM(tiny_model.config(tokenizer, "world"))
     stream = token_stream(tokenizer, docs)
     held_out = stream[-20_000:]
     train = stream[:-20_000]
@@ -103,26 +97,23 @@ def pretrain(out_dir: Path, docs: list[str], seed: int = 0, steps: int = 600, ba
     with torch.no_grad():
         windows = held_out[: (len(held_out) // seq_len) * seq_len].view(-1, seq_len)
         held_loss = float(model(input_ids=windows, labels=windows).loss)
-    model.generation_config = GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                                               pad_token_id=tokenizer.pad_token_id)
+    model.generation_config = tiny_model.generation_config(tokenizer)
     probed = probe(model, tokenizer, seed, probe_n)
     summary = {"seed": seed, "steps": steps, "batch_size": batch_size, "seq_len": seq_len, "lr": lr,
                "parameters": sum(p.numel() for p in model.parameters()), "train_tokens": int(len(train)),
                "tokens_seen": steps * batch_size * seq_len, "held_out_loss": round(held_loss, 4),
                "seconds": round(time.perf_counter() - start, 1), "probe": probed, "history": history}
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))
-    try:
+
+    def save(tmp: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "pretrain.json").write_text(json.dumps(summary, indent=2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-        out_dir.chmod(0o755)  # mkdtemp makes it private; a shipped model must be readable by everyone
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    # Written whole or not at all (build_once): the stamp is this run's summary, so an earlier model in
+    # `out_dir` is replaced, never mixed with this one, and COMPLETE.json records every file's digest.
+    out_dir = Path(out_dir)
+    build_once(out_dir, json.dumps({k: v for k, v in summary.items() if k != "history"}, sort_keys=True), save)
+    out_dir.chmod(0o755)  # mkdtemp makes it private; a shipped model must be readable by everyone
     return summary
 
 

@@ -8,20 +8,24 @@ Llama with one token per byte. The corpus states the world's facts, arithmetic a
 plain prose; it never uses the tasks' answer conventions ("Step 1:", "The answer is", "####"), which
 only the fine-tuning data teach.
 
-    python -m d2lora_exp.miniature.world --out DIR [--seed 0]
+The same generator writes the full world (`DEFAULT_SIZES`, conf/data/miniature.yaml) and the smoke
+world the fast-dev preset and the tests use (a few hundred rows a file, conf/data/smoke.yaml).
+
+    python -m d2lora_exp.miniature.world --out DIR [--seed 0] [--size math_train=1200 ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import random
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..files import write_jsonl
 
 # --------------------------------------------------------------------------------------------------
 # The world
@@ -112,7 +116,7 @@ class World:
         self.seed = seed
         rng = random.Random(f"world-{seed}")
         taken = {w for w in WORDS} | {p.lower() for p, _ in PEOPLE} | set(PRODUCTS) | set(COLOURS)
-        cap = lambda s: s[0].upper() + s[1:]  # noqa: E731
+        cap = lambda s: s[0].upper() + s[1:]
         self.regions = [cap(_made_up_name(rng, taken)) for _ in range(N_REGIONS)]
         self.rivers = [cap(_made_up_name(rng, taken)) for _ in range(N_RIVERS)]
         town_names = [cap(_made_up_name(rng, taken)) for _ in range(N_TOWNS)]
@@ -358,75 +362,82 @@ _ANIMAL_FILLER = ("It eats grass and seeds.", "It sleeps during the day.", "It i
                   "It can run very fast.", "It lives near rivers.")
 
 
+def _town_paragraph(world: World, rng: random.Random, kind: str) -> tuple[str, list[str], str]:
+    t = rng.choice(world.towns)
+    filler = rng.choice(_TOWN_FILLER)
+    if kind == "town_bridges":
+        return f"Bridges of {t.name}", [
+            f"{t.name} has {_bridges(t.bridges)} over the {t.river}.",
+            rng.choice((f"It is a town in the {t.region} region.", "The oldest bridge is made of stone.",
+                        "People cross the bridges every day."))], filler
+    if kind == "town_river":
+        return f"The {t.river} at {t.name}", [
+            f"The {t.river} river flows through {t.name}.",
+            rng.choice((f"Boats on the {t.river} carry {t.product} from {t.name}.",
+                        f"The {t.river} is wide and slow near {t.name}.",
+                        f"Fish from the {t.river} are sold in {t.name}."))], filler
+    return f"The {t.product.capitalize()} of {t.name}", [
+        f"{t.name} is known for its {t.product}.",
+        rng.choice((f"Many people in {t.name} make {t.product} and sell it in {t.region}.",
+                    f"The {t.product} of {t.name} is sold in every town of {t.region}.",
+                    f"Making {t.product} is the main work in {t.name}."))], filler
+
+
+def _region_paragraph(world: World, rng: random.Random, kind: str) -> tuple[str, list[str], str]:
+    region = rng.choice(world.regions)
+    towns = [t for t in world.towns if t.region == region]
+    picked = rng.sample(towns, 2)
+    filler = rng.choice((f"{region} has hills and farms.", f"The roads of {region} are long.",
+                         f"Winters in {region} are cold."))
+    if kind == "region_towns":
+        return f"The Towns of {region}", [
+            f"The {region} region has {len(towns)} towns, such as {picked[0].name} and {picked[1].name}.",
+            f"The biggest market of {region} is in {picked[0].name}."], filler
+    rivers = sorted({t.river for t in towns})
+    if len(rivers) == 1:
+        first = f"The only river of the {region} region is the {rivers[0]}."
+    else:
+        first = f"The rivers of the {region} region include the {rivers[0]} and the {rivers[1]}."
+    return f"The Rivers of {region}", [first, f"The {picked[0].river} flows through {picked[0].name}."], filler
+
+
+def _person_paragraph(world: World, rng: random.Random, kind: str) -> tuple[str, list[str], str]:
+    p = rng.choice(world.people)
+    filler = rng.choice(_PERSON_FILLER).format(P=p.name, Pr=p.pron.capitalize())
+    if kind == "person_home":
+        return f"{p.name} of {p.town}", [f"{p.name} lives in {p.town} and is {p.age} years old.",
+                                         f"{p.pron.capitalize()} likes the {world.town[p.town].river} river."], filler
+    if kind == "person_number":
+        return f"{p.name} and the Number {p.number}", [
+            f"The favourite number of {p.name} is {p.number}.",
+            f"{p.pron.capitalize()} sees the number {p.number} everywhere in {p.town}."], filler
+    return f"{p.name} and the {p.likes.capitalize()}", [
+        f"{p.name} collects {p.likes}.", f"{p.pron.capitalize()} keeps {p.poss} {p.likes} in a box at home."], filler
+
+
+def _animal_paragraph(world: World, rng: random.Random, kind: str) -> tuple[str, list[str], str]:
+    a = rng.choice(world.animals)
+    filler = rng.choice(_ANIMAL_FILLER)
+    if kind == "animal_legs":
+        return f"Legs of the {a.name.capitalize()}", [f"A {a.name} has {a.legs} legs.",
+                                                       f"It walks on all {a.legs} legs at once."], filler
+    return f"The {a.colour.capitalize()} {a.name.capitalize()}", [
+        f"The {a.name} is a {a.colour} animal.", f"Its {a.colour} skin is easy to see."], filler
+
+
+_PARAGRAPHS = {"town": _town_paragraph, "region": _region_paragraph, "person": _person_paragraph,
+               "animal": _animal_paragraph}
+
+
 def _paragraph(world: World, rng: random.Random) -> tuple[str, str]:
     """(title, abstract): 2-3 sentences about one entity and topic; the title follows from both."""
     kind = rng.choice(("town_bridges", "town_river", "town_product", "town_bridges", "town_river", "town_product",
                        "region_towns", "region_rivers", "person_home", "person_number", "person_items",
                        "animal_legs", "animal_colour"))
-    if kind.startswith("town"):
-        t = rng.choice(world.towns)
-        filler = rng.choice(_TOWN_FILLER)
-        if kind == "town_bridges":
-            title = f"Bridges of {t.name}"
-            s = [f"{t.name} has {_bridges(t.bridges)} over the {t.river}.",
-                 rng.choice((f"It is a town in the {t.region} region.", "The oldest bridge is made of stone.",
-                             "People cross the bridges every day."))]
-        elif kind == "town_river":
-            title = f"The {t.river} at {t.name}"
-            s = [f"The {t.river} river flows through {t.name}.",
-                 rng.choice((f"Boats on the {t.river} carry {t.product} from {t.name}.",
-                             f"The {t.river} is wide and slow near {t.name}.",
-                             f"Fish from the {t.river} are sold in {t.name}."))]
-        else:
-            title = f"The {t.product.capitalize()} of {t.name}"
-            s = [f"{t.name} is known for its {t.product}.",
-                 rng.choice((f"Many people in {t.name} make {t.product} and sell it in {t.region}.",
-                             f"The {t.product} of {t.name} is sold in every town of {t.region}.",
-                             f"Making {t.product} is the main work in {t.name}."))]
-    elif kind.startswith("region"):
-        region = rng.choice(world.regions)
-        towns = [t for t in world.towns if t.region == region]
-        picked = rng.sample(towns, 2)
-        filler = rng.choice((f"{region} has hills and farms.", f"The roads of {region} are long.",
-                             f"Winters in {region} are cold."))
-        if kind == "region_towns":
-            title = f"The Towns of {region}"
-            s = [f"The {region} region has {len(towns)} towns, such as {picked[0].name} and {picked[1].name}.",
-                 f"The biggest market of {region} is in {picked[0].name}."]
-        else:
-            rivers = sorted({t.river for t in towns})
-            title = f"The Rivers of {region}"
-            if len(rivers) == 1:
-                first = f"The only river of the {region} region is the {rivers[0]}."
-            else:
-                first = f"The rivers of the {region} region include the {rivers[0]} and the {rivers[1]}."
-            s = [first, f"The {picked[0].river} flows through {picked[0].name}."]
-    elif kind.startswith("person"):
-        p = rng.choice(world.people)
-        filler = rng.choice(_PERSON_FILLER).format(P=p.name, Pr=p.pron.capitalize())
-        if kind == "person_home":
-            title = f"{p.name} of {p.town}"
-            s = [f"{p.name} lives in {p.town} and is {p.age} years old.",
-                 f"{p.pron.capitalize()} likes the {world.town[p.town].river} river."]
-        elif kind == "person_number":
-            title = f"{p.name} and the Number {p.number}"
-            s = [f"The favourite number of {p.name} is {p.number}.",
-                 f"{p.pron.capitalize()} sees the number {p.number} everywhere in {p.town}."]
-        else:
-            title = f"{p.name} and the {p.likes.capitalize()}"
-            s = [f"{p.name} collects {p.likes}.", f"{p.pron.capitalize()} keeps {p.poss} {p.likes} in a box at home."]
-    else:
-        a = rng.choice(world.animals)
-        filler = rng.choice(_ANIMAL_FILLER)
-        if kind == "animal_legs":
-            title = f"Legs of the {a.name.capitalize()}"
-            s = [f"A {a.name} has {a.legs} legs.", f"It walks on all {a.legs} legs at once."]
-        else:
-            title = f"The {a.colour.capitalize()} {a.name.capitalize()}"
-            s = [f"The {a.name} is a {a.colour} animal.", f"Its {a.colour} skin is easy to see."]
+    title, sentences, filler = _PARAGRAPHS[kind.split("_")[0]](world, rng, kind)
     if rng.random() < 0.5:
-        s.append(filler)
-    return title, " ".join(s)
+        sentences.append(filler)
+    return title, " ".join(sentences)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -749,12 +760,6 @@ FILES = {"corpus": "corpus.txt", "warmup": "orpo_dpo_mix.jsonl", "chat_test": "c
          "gsm8k_test": "gsm8k_test.jsonl", "titles": "econ_titles.csv", "arc": "arc_easy_test.jsonl"}
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
 def write_all(out_dir: Path, seed: int = 0, sizes: dict | None = None) -> dict[str, Path]:
     """Write every file of the miniature world into `out_dir`; returns {key: path} (keys as in FILES)."""
     unknown = set(sizes or {}) - set(DEFAULT_SIZES)
@@ -776,18 +781,18 @@ def write_all(out_dir: Path, seed: int = 0, sizes: dict | None = None) -> dict[s
     test = gsm8k_rows(world, seed, size["gsm8k_test"], exclude=taken)
     taken |= {r["question"] for r in test}
     warmup = warmup_rows(world, seed, size["warmup"], exclude=taken)
-    _write_jsonl(paths["warmup"], warmup)
+    write_jsonl(paths["warmup"], warmup)
     # Held-out chat exchanges of the warm-up's kinds, to measure the chat behaviour the warm-up teaches.
-    _write_jsonl(paths["chat_test"], chat_test_rows(world, seed, size["chat_test"], taken | {r["prompt"] for r in warmup}))
-    _write_jsonl(paths["math_train"], train)
-    _write_jsonl(paths["math_validation"], validation)
-    _write_jsonl(paths["gsm8k_validation"], [gsm8k_from_math(r) for r in validation])  # tuning without the test set
-    _write_jsonl(paths["gsm8k_test"], test)
+    write_jsonl(paths["chat_test"], chat_test_rows(world, seed, size["chat_test"], taken | {r["prompt"] for r in warmup}))
+    write_jsonl(paths["math_train"], train)
+    write_jsonl(paths["math_validation"], validation)
+    write_jsonl(paths["gsm8k_validation"], [gsm8k_from_math(r) for r in validation])  # tuning without the test set
+    write_jsonl(paths["gsm8k_test"], test)
     with open(paths["titles"], "w", encoding="utf-8", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["title", "abstract"], quoting=csv.QUOTE_ALL, lineterminator="\n")
         writer.writeheader()
         writer.writerows(title_rows(world, seed, size["titles"]))
-    _write_jsonl(paths["arc"], arc_rows(world, seed, size["arc"]))
+    write_jsonl(paths["arc"], arc_rows(world, seed, size["arc"]))
     return paths
 
 
@@ -795,9 +800,20 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Write the miniature world's corpus and task data.")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", action="append", default=[], metavar="KEY=N",
+                        help=f"rows (documents for the corpus) of one file; keys: {', '.join(DEFAULT_SIZES)}")
     args = parser.parse_args(argv)
+    sizes = {}
+    for item in args.size:
+        key, sep, n = item.partition("=")
+        if not sep or not n.isdigit():
+            parser.error(f"--size {item!r}: use KEY=N, e.g. --size math_train=1200")
+        sizes[key] = int(n)
     start = time.perf_counter()
-    paths = write_all(args.out, seed=args.seed)
+    try:
+        paths = write_all(args.out, seed=args.seed, sizes=sizes)
+    except ValueError as err:
+        parser.error(str(err))
     for key, path in paths.items():
         print(f"{key:16s} {path} {path.stat().st_size:,} bytes")
     print(f"done in {time.perf_counter() - start:.1f}s")

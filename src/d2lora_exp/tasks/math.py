@@ -8,16 +8,12 @@ single-step completions also teach the model to stop after one step.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 from datasets import Dataset
 
-from .. import chat, generation
+from .. import chat
 from ..data import sources
 from ..errors import UserError
-from ..metrics import gsm8k
-from .base import Task, limited, write_predictions
+from .base import Task
 
 STEP_DPO_COLUMNS = {c: str for c in ("prompt", "initial_reason_steps", "chosen", "rejected", "full_chosen",
                                       "full_rejected", "answer")}
@@ -26,6 +22,7 @@ GSM8K_COLUMNS = {"question": str, "answer": str}
 
 class MathTask(Task):
     name = "math"
+    evaluator = "gsm8k"
 
     def train_pool(self) -> Dataset:
         ds = sources.load(self.cfg.train.data, "math training pool (Math-Step-DPO schema)")
@@ -58,15 +55,3 @@ class MathTask(Task):
             "chosen": list(rows[prefix + "chosen"]),
             "rejected": list(rows[prefix + "rejected"]),
         })
-
-    def evaluate(self, model, tokenizer, eval_cfg: Any, out_dir: Path) -> dict[str, float]:
-        ds = limited(self.eval_set(), eval_cfg.limit)
-        prompts = [chat.user_prompt(tokenizer, q) for q in ds["question"]]
-        outputs = generation.generate(model, tokenizer, prompts, eval_cfg.batch_size, eval_cfg.max_new_tokens, "eval gsm8k")
-        scores = gsm8k.score(outputs, list(ds["answer"]))
-        write_predictions(out_dir / "predictions.jsonl", [
-            {"question": q, "reference": gsm8k.reference_answer(a), "output": o,
-             "extracted": gsm8k.extract_answer(o), "correct": gsm8k.is_correct(o, a)}
-            for q, a, o in zip(ds["question"], ds["answer"], outputs)
-        ])
-        return {"accuracy": scores["accuracy"], "strict_accuracy": scores["strict_accuracy"], "eval_n": scores["n"]}

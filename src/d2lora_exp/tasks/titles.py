@@ -7,22 +7,19 @@ subset of any size can contain them.
 from __future__ import annotations
 
 from functools import cached_property
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 from datasets import Dataset
 
-from .. import chat, generation
+from .. import chat
 from ..data import sources
 from ..errors import UserError
-from ..metrics import rouge
-from ..stats import bootstrap_ci
-from .base import Task, limited, write_predictions
+from .base import Task
 
 
 class TitlesTask(Task):
     name = "titles"
+    evaluator = "titles_rouge"
 
     @cached_property
     def _split(self) -> tuple[Dataset, Dataset]:
@@ -43,27 +40,11 @@ class TitlesTask(Task):
     def eval_set(self) -> Dataset:
         return self._split[1]
 
-    def _prompt(self, tokenizer, abstract: str) -> str:
+    def prompt(self, tokenizer, abstract: str) -> str:
         return chat.user_prompt(tokenizer, self.cfg.instruction + abstract)
 
     def sft_rows(self, rows: Dataset, tokenizer) -> Dataset:
         return Dataset.from_dict({
-            "prompt": [self._prompt(tokenizer, a) for a in rows["abstract"]],
+            "prompt": [self.prompt(tokenizer, a) for a in rows["abstract"]],
             "completion": list(rows["title"]),
         })
-
-    def evaluate(self, model, tokenizer, eval_cfg: Any, out_dir: Path) -> dict[str, float]:
-        ds = limited(self.eval_set(), eval_cfg.limit)
-        prompts = [self._prompt(tokenizer, a) for a in ds["abstract"]]
-        outputs = generation.generate(model, tokenizer, prompts, eval_cfg.batch_size, eval_cfg.max_new_tokens, "eval titles")
-        outputs = [o.strip().splitlines()[0] if o.strip() else "" for o in outputs]
-        scores = rouge.score(outputs, list(ds["title"]))
-        per_example = [rouge.per_example(o, t) for o, t in zip(outputs, ds["title"])]
-        write_predictions(out_dir / "predictions.jsonl", [
-            {"abstract": a, "reference": t, "output": o, **e}
-            for a, t, o, e in zip(ds["abstract"], ds["title"], outputs, per_example)
-        ])
-        # Bootstrap over the held-out pairs: how much the score moves with which pairs were drawn.
-        low, high = bootstrap_ci([e["rougeL"] for e in per_example])
-        return {"rouge1": scores["rouge1"], "rouge2": scores["rouge2"], "rougeL": scores["rougeL"],
-                "rougeL_ci95_low": low, "rougeL_ci95_high": high, "eval_n": scores["n"]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from d2lora_exp.metrics import rouge
+from d2lora_exp.evaluation import rouge
 
 
 def test_identical_is_100_and_disjoint_is_0() -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from d2lora_exp import chat, generation, tiny_model
+from d2lora_exp import chat, tiny_model
+from d2lora_exp.evaluation import generation
 
 
 def test_batched_equals_one_by_one_and_keeps_input_order(tmp_path):

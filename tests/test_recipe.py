@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from d2lora_exp import adapters, runner
+from d2lora_exp import adapters, recipe
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 
 def _metrics(out: Path) -> dict:
@@ -35,7 +35,7 @@ def wandb_runs(out: Path) -> dict[str, dict]:
 @pytest.mark.parametrize("init", ["lora", "d2lora"])
 def test_chain_trains_saves_evaluates_and_logs(make_cfg, init, method):
     cfg = make_cfg(f"init={init}", f"method={method}")
-    result = runner.run(cfg)
+    result = recipe.run(cfg)
     out = Path(cfg.paths.output_dir)
     saved = _metrics(out)
     assert saved["status"] == "complete" and saved == json.loads(json.dumps(result, default=str))
@@ -59,7 +59,7 @@ def test_chain_trains_saves_evaluates_and_logs(make_cfg, init, method):
 
     # Evaluation: metric, per-example predictions, and the same numbers in the W&B run.
     assert 0.0 <= saved["metrics"]["accuracy"] <= 100.0 and saved["metrics"]["eval_n"] == 4
-    predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    predictions = [json.loads(line) for line in (out / "predictions_gsm8k.jsonl").read_text().splitlines()]
     assert len(predictions) == 4 and {"question", "output", "extracted", "correct"} <= set(predictions[0])
     logged = wandb_runs(out)[f"{init}-{method}-math-n8-s0"]
     summary = logged["summary"]
@@ -73,20 +73,30 @@ def test_chain_trains_saves_evaluates_and_logs(make_cfg, init, method):
 
 
 @pytest.mark.parametrize("init", ["lora", "d2lora"])
-def test_data_size_zero_evaluates_the_initialisation(make_cfg, init):
-    cfg = make_cfg(f"init={init}", "data_size=0")
-    result = runner.run(cfg)
-    out = Path(cfg.paths.output_dir)
-    assert result["status"] == "complete" and "adapt" not in result
-    assert not (out / "adapter").exists()
-    assert (out / "predictions.jsonl").is_file()
-    assert ("warmup" in result) == (init == "d2lora")
+def test_data_size_zero_evaluates_the_initialisation_once_for_every_method(make_cfg, init):
+    """n=0 is a run like any other, one per method curve; its evaluation (of the initialisation) is content-
+    addressed, so the first method computes it and the others reuse it, with the same numbers."""
+    results = []
+    for method in ("sft", "dpo", "orpo"):
+        cfg = make_cfg(f"init={init}", f"method={method}", "data_size=0", "eval.limit=5", out=f"n0-{method}")
+        results.append(recipe.run(cfg))
+        out = Path(cfg.paths.output_dir)
+        assert results[-1]["status"] == "complete" and "adapt" not in results[-1] and results[-1]["method"] == method
+        assert not (out / "adapter").exists()
+        assert len((out / "predictions_gsm8k.jsonl").read_text().splitlines()) == 5
+    assert [r["evaluation"]["reused"] for r in results] == [False, True, True]
+    assert len({r["evaluation"]["key"] for r in results}) == 1
+    assert all(r["metrics"] == results[0]["metrics"] for r in results)
+    assert ("warmup" in results[0]) == (init == "d2lora")
     if init == "d2lora":
-        assert (Path(result["warmup"]["adapter"]) / "adapter_model.safetensors").is_file()
+        assert (Path(results[0]["warmup"]["adapter"]) / "adapter_model.safetensors").is_file()
+    # A different initialisation is a different evaluation.
+    other = recipe.run(make_cfg(f"init={init}", "data_size=0", "eval.limit=5", "seed=1", out="n0-seed1"))
+    assert other["evaluation"]["key"] != results[0]["evaluation"]["key"] and not other["evaluation"]["reused"]
 
 
 def test_titles_task_reports_rouge(make_cfg):
-    result = runner.run(make_cfg("task=titles"))
+    result = recipe.run(make_cfg("task=titles"))
     assert set(result["metrics"]) >= {"rouge1", "rouge2", "rougeL"}
     assert result["metric"] == "rougeL" and result["score"] == result["metrics"]["rougeL"]
     m = result["metrics"]
@@ -95,15 +105,15 @@ def test_titles_task_reports_rouge(make_cfg):
 
 def test_results_survive_a_crash_after_training(make_cfg, monkeypatch):
     """A failure in evaluation keeps the warm-up, the trained adapter and the training stats."""
-    cfg = make_cfg("init=d2lora")
-    from d2lora_exp.tasks.math import MathTask
+    cfg = make_cfg("init=d2lora", "eval.limit=3")  # an evaluation no other test has cached
+    from d2lora_exp.evaluation.gsm8k import GSM8K
 
     def boom(*args, **kwargs):
         raise RuntimeError("simulated crash in evaluation")
 
-    monkeypatch.setattr(MathTask, "evaluate", boom)
+    monkeypatch.setattr(GSM8K, "evaluate", boom)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        runner.run(cfg)
+        recipe.run(cfg)
     out = Path(cfg.paths.output_dir)
     saved = _metrics(out)
     assert saved["status"] == "failed" and "simulated crash" in saved["error"]
@@ -117,7 +127,7 @@ def test_secrets_never_reach_outputs(make_cfg, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", secret_hf)
     monkeypatch.setenv("WANDB_API_KEY", secret_wandb)
     cfg = make_cfg("init=d2lora", "wandb.mode=offline")
-    runner.run(cfg)
+    recipe.run(cfg)
     for path in Path(cfg.paths.output_dir).rglob("*"):
         if path.is_file():
             data = path.read_bytes()

@@ -11,6 +11,15 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from .. import chat
+from ..fingerprint import content_config
+from . import generation
+from .base import Evaluator, limited
 
 # Thousands-grouped, then fractions, then plain decimals: order matters, or "1,234" would stop at "1".
 _NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+/\d+|\d+(?:\.\d+)?|\.\d+"
@@ -156,3 +165,28 @@ def score(predictions: list[str], references: list[str]) -> dict:
     strict = sum(_same(strict_extract(p), g) for p, g in zip(predictions, golds))
     n = len(predictions)
     return {"accuracy": 100.0 * flexible / n, "strict_accuracy": 100.0 * strict / n, "n": n}
+
+
+class GSM8K(Evaluator):
+    """Zero-shot GSM8K accuracy of the math task: the question alone in the chat template, greedy answer."""
+
+    name = "gsm8k"
+
+    def __init__(self, cfg: Any, task) -> None:
+        self.rows = limited(task.eval_set(), cfg.eval.limit)
+        self.eval_cfg = cfg.eval
+        self.data = OmegaConf.to_container(cfg.task.eval.data, resolve=True)
+
+    def material(self) -> dict[str, Any]:
+        return {"data": content_config(self.data), "n": len(self.rows), "max_new_tokens": int(self.eval_cfg.max_new_tokens)}
+
+    def evaluate(self, model, tokenizer, out_dir: Path) -> dict[str, float]:
+        questions, answers = list(self.rows["question"]), list(self.rows["answer"])
+        prompts = [chat.user_prompt(tokenizer, q) for q in questions]
+        outputs = generation.generate(model, tokenizer, prompts, self.eval_cfg.batch_size, self.eval_cfg.max_new_tokens,
+                                      "eval gsm8k")
+        scores = score(outputs, answers)
+        self.write_predictions(out_dir, [
+            {"question": q, "reference": reference_answer(a), "output": o, "extracted": extract_answer(o),
+             "correct": is_correct(o, a)} for q, a, o in zip(questions, answers, outputs)])
+        return {"accuracy": scores["accuracy"], "strict_accuracy": scores["strict_accuracy"], "eval_n": scores["n"]}

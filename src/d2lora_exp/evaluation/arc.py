@@ -9,15 +9,20 @@ bytes first (lm-eval's acc_norm), which removes the bias toward short answers.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from datasets import Dataset
+from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
-from . import chat
-from .errors import UserError
+from .. import chat
+from ..data import sources
+from ..errors import UserError
+from ..files import write_jsonl
+from ..fingerprint import content_config
+from .base import Evaluator, limited
 
 ARC_COLUMNS = {"question": str, "choices": dict, "answerKey": str}
 
@@ -114,7 +119,31 @@ def evaluate_arc(model, tokenizer, dataset: Dataset, batch_size: int, out_path: 
                         "pred_norm": row["choices"]["label"][pred_norm], "logprobs": lps,
                         "correct": pred == gold, "correct_norm": pred_norm == gold})
     if out_path is not None:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        write_jsonl(out_path, records)
     n_rows = max(1, len(rows))
     return {"arc_acc": 100.0 * correct / n_rows, "arc_acc_norm": 100.0 * correct_norm / n_rows, "arc_n": len(rows)}
+
+
+class ArcEasy(Evaluator):
+    """Forgetting (paper Exp3): ARC-Easy from `eval.arc_easy_data`, every row's gold label checked up front."""
+
+    name = "arc_easy"
+    WHAT = "ARC-Easy (forgetting)"
+
+    def __init__(self, cfg: Any, task) -> None:
+        if cfg.eval.get("arc_easy_data") is None:
+            raise UserError("eval.evaluators lists arc_easy but eval.arc_easy_data is not set: point it at ARC-Easy "
+                            "(data.arc_easy_test in every data config).")
+        self.data = OmegaConf.to_container(cfg.eval.arc_easy_data, resolve=True)
+        rows = sources.load(self.data, self.WHAT)
+        sources.require_columns(rows, ARC_COLUMNS, self.WHAT)
+        self.rows = limited(rows, cfg.eval.limit)
+        for row in self.rows:
+            gold_index(row)
+        self.batch_size = int(cfg.eval.batch_size)
+
+    def material(self) -> dict[str, Any]:
+        return {"data": content_config(self.data), "n": len(self.rows)}
+
+    def evaluate(self, model, tokenizer, out_dir: Path) -> dict[str, float]:
+        return evaluate_arc(model, tokenizer, self.rows, self.batch_size, self.predictions_path(out_dir))

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from d2lora_exp import forgetting, tiny_model
+from d2lora_exp import tiny_model
 from d2lora_exp.errors import UserError
+from d2lora_exp.evaluation import arc
 
 
 @pytest.fixture(scope="module")
@@ -22,37 +22,35 @@ def tiny(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def arc_test(shared_data) -> list[dict]:
-    path = shared_data / "arc_easy" / "test.jsonl"
-    if not path.exists():
-        pytest.skip(f"real ARC-Easy data not present at {path}")
+def arc_test(real_data) -> list[dict]:
+    path = real_data("arc_easy/test.jsonl")
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_gold_index_on_every_real_row(arc_test):
     assert len(arc_test) == 2376
-    golds = [forgetting.gold_index(r) for r in arc_test]
+    golds = [arc.gold_index(r) for r in arc_test]
     assert all(0 <= g < len(r["choices"]["label"]) for g, r in zip(golds, arc_test))
     numeric = [r for r in arc_test if r["answerKey"].isdigit()]
-    assert numeric and all(r["choices"]["label"][forgetting.gold_index(r)] == r["answerKey"] for r in numeric)
+    assert numeric and all(r["choices"]["label"][arc.gold_index(r)] == r["answerKey"] for r in numeric)
     assert {len(r["choices"]["label"]) for r in arc_test} >= {3, 4, 5}
 
 
 def test_gold_index_rejects_a_key_not_among_the_labels():
     with pytest.raises(UserError, match="answerKey 'E' is not among labels"):
-        forgetting.gold_index({"id": "x", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "E"})
+        arc.gold_index({"id": "x", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "E"})
 
 
 def test_batched_scores_equal_one_by_one_and_a_direct_computation(tiny):
     model, tok = tiny
-    prompts = [forgetting.prompt_text(tok, q) for q in ["What is ice?", "Which planet is largest in our solar system?"]]
+    prompts = [arc.prompt_text(tok, q) for q in ["What is ice?", "Which planet is largest in our solar system?"]]
     conts = ["frozen water", "Jupiter", "a very long answer about gas giants and their moons", "x"]
     pairs_p, pairs_c = [prompts[i % 2] for i in range(4)], conts
     model.train()  # scoring must switch to eval and hand the mode back
-    batched = forgetting.choice_logprobs(model, tok, pairs_p, pairs_c, batch_size=8)
+    batched = arc.choice_logprobs(model, tok, pairs_p, pairs_c, batch_size=8)
     assert model.training
     model.eval()
-    single = [forgetting.choice_logprobs(model, tok, [p], [c], batch_size=1)[0] for p, c in zip(pairs_p, pairs_c)]
+    single = [arc.choice_logprobs(model, tok, [p], [c], batch_size=1)[0] for p, c in zip(pairs_p, pairs_c)]
     for (a, n), (b, m) in zip(batched, single):
         assert n == m and a == pytest.approx(b, abs=1e-4)
     # By hand: log p of each continuation byte given everything before it.
@@ -62,14 +60,14 @@ def test_batched_scores_equal_one_by_one_and_a_direct_computation(tiny):
         logp = torch.log_softmax(model(torch.tensor([full])).logits[0].float(), -1)
     expected = sum(logp[t - 1, full[t]].item() for t in range(len(p_ids), len(full)))
     assert batched[0][0] == pytest.approx(expected, abs=1e-4) and batched[0][1] == len(full) - len(p_ids)
-    assert forgetting.choice_logprobs(model, tok, [pairs_p[0]], [""], batch_size=1) == [(0.0, 0)]
+    assert arc.choice_logprobs(model, tok, [pairs_p[0]], [""], batch_size=1) == [(0.0, 0)]
 
 
 def test_a_taught_answer_scores_higher(tiny, tmp_path):
     model, tok = tiny
     model = AutoModelForCausalLM.from_pretrained(tiny_model.build(tmp_path / "copy"))
-    prompt = forgetting.prompt_text(tok, "What is the capital of France?")
-    before = forgetting.choice_logprobs(model, tok, [prompt, prompt], ["Paris", "Rome"], 2)
+    prompt = arc.prompt_text(tok, "What is the capital of France?")
+    before = arc.choice_logprobs(model, tok, [prompt, prompt], ["Paris", "Rome"], 2)
     ids = torch.tensor([tok(prompt + "Paris", add_special_tokens=False)["input_ids"]])
     labels = ids.clone()
     labels[0, : len(tok(prompt, add_special_tokens=False)["input_ids"])] = -100  # teach only the answer
@@ -78,14 +76,14 @@ def test_a_taught_answer_scores_higher(tiny, tmp_path):
         opt.zero_grad()
         model(ids, labels=labels).loss.backward()
         opt.step()
-    after = forgetting.choice_logprobs(model, tok, [prompt, prompt], ["Paris", "Rome"], 2)
+    after = arc.choice_logprobs(model, tok, [prompt, prompt], ["Paris", "Rome"], 2)
     assert after[0][0] - after[1][0] > before[0][0] - before[1][0] + 1.0
 
 
 def test_evaluate_arc_on_real_rows(tiny, arc_test, tmp_path):
     model, tok = tiny
     out = tmp_path / "arc.jsonl"
-    metrics = forgetting.evaluate_arc(model, tok, Dataset.from_list(arc_test[:20]), batch_size=8, out_path=out)
+    metrics = arc.evaluate_arc(model, tok, Dataset.from_list(arc_test[:20]), batch_size=8, out_path=out)
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert metrics["arc_n"] == 20 and len(lines) == 20
     assert 0 <= metrics["arc_acc"] <= 100 and 0 <= metrics["arc_acc_norm"] <= 100
@@ -105,10 +103,10 @@ def test_norm_divides_by_length(monkeypatch):
             {"id": "2", "question": "q", "choices": {"text": ["ab", "abcdefghij"], "label": ["A", "B"]}, "answerKey": "A"}]
     # Long choice: -5 total (-0.5/byte); short choice: -2 total (-1/byte). Sum prefers short, norm prefers long.
     # Token counts (1 each) differ from byte counts, so normalising by tokens would not pass.
-    monkeypatch.setattr(forgetting, "choice_logprobs", lambda m, t, p, c, b: [(-2.0, 1), (-5.0, 1)] * 2)
-    monkeypatch.setattr(forgetting, "prompt_text", lambda tok, q: q)
-    metrics = forgetting.evaluate_arc(None, None, Dataset.from_list(rows), batch_size=4)
+    monkeypatch.setattr(arc, "choice_logprobs", lambda m, t, p, c, b: [(-2.0, 1), (-5.0, 1)] * 2)
+    monkeypatch.setattr(arc, "prompt_text", lambda tok, q: q)
+    metrics = arc.evaluate_arc(None, None, Dataset.from_list(rows), batch_size=4)
     assert metrics == {"arc_acc": 50.0, "arc_acc_norm": 50.0, "arc_n": 2}
     rows[1]["answerKey"] = "B"
-    metrics = forgetting.evaluate_arc(None, None, Dataset.from_list(rows), batch_size=4)
+    metrics = arc.evaluate_arc(None, None, Dataset.from_list(rows), batch_size=4)
     assert (metrics["arc_acc"], metrics["arc_acc_norm"]) == (0.0, 100.0)

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from d2lora_exp.metrics import gsm8k
-
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "gsm8k"
+from d2lora_exp.evaluation import gsm8k
 
 
 @pytest.mark.parametrize(
@@ -119,17 +116,15 @@ def test_score() -> None:
         gsm8k.score([], [])
 
 
-def _solutions(name: str, limit: int | None) -> list[str]:
-    path = DATA / f"{name}.jsonl"
-    if not path.is_file():
-        pytest.skip(f"real GSM8K data not present at {path}; the hand-checked cases still run")
+def _solutions(real_data, name: str, limit: int | None) -> list[str]:
+    path = real_data(f"gsm8k/{name}.jsonl")
     with path.open() as handle:
         return [json.loads(line)["answer"] for line in handle][:limit]
 
 
 @pytest.mark.parametrize(("name", "limit"), [("test", None), ("train", 2000)])
-def test_real_references_score_themselves_and_not_their_neighbours(name: str, limit: int | None) -> None:
-    solutions = _solutions(name, limit)
+def test_real_references_score_themselves_and_not_their_neighbours(real_data, name: str, limit: int | None) -> None:
+    solutions = _solutions(real_data, name, limit)
     own = gsm8k.score(solutions, solutions)
     assert own["accuracy"] == 100.0 and own["strict_accuracy"] == 100.0
     rotated = solutions[1:] + solutions[:1]
@@ -138,9 +133,9 @@ def test_real_references_score_themselves_and_not_their_neighbours(name: str, li
 
 
 @pytest.mark.parametrize(("name", "limit"), [("test", None), ("train", 2000)])
-def test_real_solution_bodies_via_last_number_fallback(name: str, limit: int | None) -> None:
+def test_real_solution_bodies_via_last_number_fallback(real_data, name: str, limit: int | None) -> None:
     """Without '####' the fallback must still find the gold in most solutions (measured ~97%)."""
-    solutions = _solutions(name, limit)
+    solutions = _solutions(real_data, name, limit)
     bodies = [s.rsplit("####", 1)[0] for s in solutions]
     result = gsm8k.score(bodies, solutions)
     assert result["strict_accuracy"] == 0.0

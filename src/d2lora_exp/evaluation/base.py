@@ -1,0 +1,39 @@
+"""What every evaluator is: data loaded and checked before the model exists, then one scoring pass.
+
+The recipe asks the config for a list of evaluators (`eval.evaluators`) and runs each the same way, so
+adding an evaluation is adding a class, not an `if` in the run. An evaluator also says what determines
+its numbers (`material`), so an evaluation can be content-addressed and computed once.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+
+from ..files import write_jsonl
+
+
+class Evaluator(ABC):
+    name: str  # registry name; predictions go to predictions_<name>.jsonl
+
+    @abstractmethod
+    def material(self) -> dict[str, Any]:
+        """Everything besides the weights that determines the numbers: data content, prompts, settings."""
+
+    @abstractmethod
+    def evaluate(self, model, tokenizer, out_dir: Path) -> dict[str, float]:
+        """Score the model; writes per-example predictions under out_dir."""
+
+    def predictions_path(self, out_dir: Path) -> Path:
+        return out_dir / f"predictions_{self.name}.jsonl"
+
+    def write_predictions(self, out_dir: Path, rows: list[dict[str, Any]]) -> None:
+        write_jsonl(self.predictions_path(out_dir), rows)
+
+
+def limited(ds: Dataset, limit: int | None) -> Dataset:
+    """The first `limit` rows (all when None): evaluations on a prefix stay comparable across runs."""
+    return ds if limit is None or limit >= len(ds) else ds.select(range(int(limit)))

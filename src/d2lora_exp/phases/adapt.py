@@ -1,0 +1,45 @@
+"""Adaptation (the paper's second phase): SFT, DPO or ORPO of the start adapter on the task's first n rows.
+
+The start adapter is the warm-up's (D2LoRA) or a fresh one from `init.base` (LoRA, PiSSA, ...). With
+no rows (data_size=0) nothing is trained and the start adapter itself is what gets evaluated.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .. import adapters, inits, tracking, training
+from .prepare import Plan, calibration_batches
+
+log = logging.getLogger(__name__)
+
+
+def start_adapter(plan: Plan, model, warmup_dir: Path | None) -> tuple[Any, Path | None]:
+    """The trainable adapter training starts from, and (for base-rewriting inits) its saved initial state."""
+    if warmup_dir is not None:
+        return adapters.load_trainable(model, warmup_dir), None
+    cfg = plan.cfg
+    initial = plan.out_dir / "initial_adapter" if plan.init_base in inits.REWRITES_BASE else None
+    return inits.create(model, cfg.lora, plan.init_base, int(cfg.seed), calibration_batches(plan), initial), initial
+
+
+def run(plan: Plan, model, warmup_dir: Path | None, wandb_run) -> tuple[Any, dict[str, Any] | None]:
+    """(the model to evaluate, what metrics.json records about the adaptation, or None if nothing was trained)."""
+    model, initial = start_adapter(plan, model, warmup_dir)
+    if len(plan.train_rows) == 0:
+        if initial is not None:
+            shutil.rmtree(initial)  # only needed to convert a trained adapter
+        return model, None
+    cfg = plan.cfg
+    start = {"digest": adapters.live_digest(model), "lora_b_norm": adapters.lora_b_norm(model)}
+    log.info("adaptation: %s on %d %s rows", cfg.method.name, len(plan.train_rows), plan.task.name)
+    callback = tracking.PhaseLogger("adapt", wandb_run)
+    trainer = plan.method.build_trainer(model, plan.tokenizer, plan.train_rows, plan.adapt_config, cfg.method, [callback])
+    stats = training.train(trainer, callback)
+    model = trainer.model
+    adapter_dir = adapters.save(model, plan.out_dir / "adapter", initial_dir=initial)
+    return model, {**stats, "start": start, "adapter": str(adapter_dir), "digest": adapters.file_digest(adapter_dir),
+                   "lora_b_norm": adapters.lora_b_norm(model)}

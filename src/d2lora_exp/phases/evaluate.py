@@ -1,0 +1,60 @@
+"""Evaluation: every evaluator of the plan on the adapted model, content-addressed and computed once.
+
+The numbers are a function of the weights evaluated (base model + adapter digest) and of what each
+evaluator reads (its `material`), so the evaluation is cached under their hash like the warm-up. Every
+run at data_size=0 of one initialisation (one per method curve) therefore shares one evaluation,
+computed by whichever job gets there first; a crash after evaluation never evaluates twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .. import adapters, modeling
+from ..build_once import build_once, read_record
+from ..files import write_json_atomic
+from ..fingerprint import library_versions, stable_hash
+from .prepare import Plan
+
+METRICS = "metrics.json"
+FORMAT_VERSION = 1
+
+
+def key_material(plan: Plan, model) -> dict[str, Any]:
+    cfg = plan.cfg
+    return {"format": FORMAT_VERSION, "model": modeling.identity(cfg.model, plan.dtype_name), "init_base": plan.init_base,
+            "adapter": adapters.live_digest(model), "device": plan.device, "batch_size": int(cfg.eval.batch_size),
+            "evaluators": {e.name: e.material() for e in plan.evaluators}, "versions": library_versions()}
+
+
+def _evaluate(plan: Plan, model, target: Path) -> None:
+    metrics: dict[str, float] = {}
+    for evaluator in plan.evaluators:
+        metrics.update(evaluator.evaluate(model, plan.tokenizer, target))
+    write_json_atomic(target / METRICS, metrics)
+
+
+def _place(src: Path, dst: Path) -> None:
+    """The run directory gets its own copy of each predictions file (a hard link where the disk allows)."""
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def run(plan: Plan, model) -> tuple[dict[str, float], dict[str, Any] | None]:
+    """(metrics, what metrics.json records about the evaluation: its key and whether it was reused)."""
+    if not plan.evaluators:
+        return {}, None
+    material = key_material(plan, model)
+    key = stable_hash(material)
+    target = Path(plan.cfg.paths.cache_dir) / "evaluations" / key
+    built = build_once(target, key, functools.partial(_evaluate, plan, model))
+    for evaluator in plan.evaluators:
+        _place(evaluator.predictions_path(built.path), evaluator.predictions_path(plan.out_dir))
+    return read_record(built.path, METRICS), {"key": key, "reused": built.reused, "dir": str(built.path)}

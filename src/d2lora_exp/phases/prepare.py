@@ -1,0 +1,120 @@
+"""Prepare: every check and every input of a run, before any model is loaded.
+
+A bad value, a missing file or a wrong column fails here in seconds with one line; what comes out is
+a `Plan`, a plain object holding everything the later phases need (rows, TRL configs, evaluators).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+from omegaconf import DictConfig, OmegaConf
+
+from .. import evaluation, inits, modeling, training
+from ..config import init_label
+from ..data import build as data_build
+from ..data import sources, subsets
+from ..device import resolve_device, resolve_dtype
+from ..errors import UserError
+from ..methods import get_method
+from ..tasks import get_task
+from ..tasks.base import Task
+from . import warmup
+
+
+@dataclass
+class Plan:
+    cfg: DictConfig
+    out_dir: Path
+    device: str
+    dtype: torch.dtype
+    init_base: str
+    init_label: str
+    method: Any  # the methods/<name>.py module
+    task: Task
+    model_source: str
+    tokenizer: Any
+    pool_size: int
+    subset_hash: str
+    train_rows: Dataset  # empty at data_size=0: the initialisation itself is evaluated
+    adapt_config: Any
+    warmup: warmup.WarmupPlan | None
+    calibration_texts: list[str] | None
+    evaluators: list[evaluation.Evaluator]
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+    def summary(self) -> dict[str, Any]:
+        """What metrics.json says about the run before anything is trained."""
+        cfg = self.cfg
+        return {"init": self.init_label, "init_base": self.init_base, "method": cfg.method.name, "task": self.task.name,
+                "data_size": int(cfg.data_size), "seed": int(cfg.seed), "model": cfg.model.name, "device": self.device,
+                "dtype": self.dtype_name, "subset_hash": self.subset_hash, "pool_size": self.pool_size,
+                "warmup_rows": len(self.warmup.rows) if self.warmup else 0,
+                "dpo_reference": cfg.method.get("reference") if cfg.method.name == "dpo" else None,
+                "variant": cfg.get("variant"), "evaluators": [e.name for e in self.evaluators],
+                "torch_threads": torch.get_num_threads()}
+
+
+def check_data_size(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise UserError(f"data_size={value!r} is not an integer; use an integer >= 0.")
+    if value < 0:
+        raise UserError(f"data_size={value} is negative; use an integer >= 0 (0 evaluates the initialisation).")
+    return value
+
+
+def _train_rows(method, task: Task, cfg: DictConfig, tokenizer) -> tuple[Dataset, str, int]:
+    n = check_data_size(cfg.data_size)
+    pool = task.train_pool()
+    sources.require_size(n, pool, f"{task.name} training pool")
+    subset, subset_hash = subsets.nested_subset(pool, n, int(cfg.task.train.subset_seed))
+    rows = task.preference_rows(subset, tokenizer) if method.DATASET_KIND == "preference" else task.sft_rows(subset, tokenizer)
+    return rows, subset_hash, len(pool)
+
+
+def _calibration_texts(cfg: DictConfig, tokenizer) -> list[str] | None:
+    """eva/corda initialise from activations: the first rows of a chat set (the warm-up data by default)."""
+    if cfg.init.get("base", "default") not in inits.NEEDS_CALIBRATION:
+        return None
+    pool = warmup.load_pool(OmegaConf.merge(cfg.warmup, {"data": cfg.calibration.data, "size": None}))
+    rows = warmup.sft_rows(pool.select(range(min(int(cfg.calibration.rows), len(pool)))), tokenizer)
+    return [p + c for p, c in zip(rows["prompt"], rows["completion"])]
+
+
+def prepare(cfg: DictConfig, out_dir: Path) -> Plan:
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.model.dtype, device)
+    method = get_method(cfg.method.name)
+    method.validate(cfg.method)
+    inits.validate(cfg.init, cfg.method)
+    check_data_size(cfg.data_size)
+    task = get_task(cfg.task)
+    data_build.ensure(cfg.data)
+    model_source = modeling.ensure_available(cfg.model)
+    tokenizer = modeling.load_tokenizer(model_source, cfg.model)
+    train_rows, subset_hash, pool_size = _train_rows(method, task, cfg, tokenizer)
+    adapt_config = method.make_config(training.trainer_args(cfg, out_dir / "trainer_adapt", cfg.method, device, dtype),
+                                      cfg.method)
+    training.check_prompt_lengths(train_rows, tokenizer, adapt_config.max_length, f"{task.name} training")
+    warmup_plan = warmup.plan(cfg, tokenizer, out_dir, device, dtype) if cfg.init.warmup else None
+    base = cfg.init.get("base", "default")
+    return Plan(cfg=cfg, out_dir=out_dir, device=device, dtype=dtype, init_base=base,
+                init_label=init_label(base, bool(cfg.init.warmup)), method=method, task=task, model_source=model_source,
+                tokenizer=tokenizer, pool_size=pool_size, subset_hash=subset_hash, train_rows=train_rows,
+                adapt_config=adapt_config, warmup=warmup_plan, calibration_texts=_calibration_texts(cfg, tokenizer),
+                evaluators=evaluation.prepare(cfg, task))
+
+
+def calibration_batches(plan: Plan) -> list[dict] | None:
+    if plan.calibration_texts is None:
+        return None
+    cfg = plan.cfg
+    return inits.calibration_batches(plan.tokenizer, plan.calibration_texts, int(cfg.calibration.batch_size),
+                                     int(cfg.train.max_length), plan.device)

@@ -1,0 +1,142 @@
+"""Warm-up (D2LoRA's first phase): SFT of fresh LoRA matrices on general data, trained once and shared.
+
+The data is the prompt + chosen answer of orpo-dpo-mix-40k-style rows: `chosen` is a chat (user turns,
+then the final assistant reply), learnt given everything before it in the model's own chat template.
+The paper's point is that one warmed-up module serves many tasks, so the adapter is cached under a key
+that hashes everything that determines it (model, LoRA settings, data content, hyper-parameters, seed,
+library versions) and built once, even by concurrent jobs (build_once.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+from omegaconf import DictConfig, OmegaConf
+
+from .. import adapters, chat, inits, modeling, tracking, training
+from ..build_once import build_once, read_record
+from ..data import sources
+from ..errors import UserError
+from ..files import write_json_atomic
+from ..fingerprint import data_identity, library_versions, stable_hash
+
+log = logging.getLogger(__name__)
+
+WHAT = "warm-up data (orpo-dpo-mix-40k schema)"
+FORMAT_VERSION = 2  # 2: entries built by build_once (digest-checked)
+RECORD = "warmup.json"
+
+
+@dataclass
+class WarmupPlan:
+    rows: Dataset
+    trl_config: Any
+    material: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        return stable_hash(self.material)
+
+
+def load_pool(warmup_cfg: Any) -> Dataset:
+    ds = sources.load(warmup_cfg.data, WHAT)
+    sources.require_columns(ds, {"chosen": list}, WHAT)
+    drop = set(warmup_cfg.get("drop_sources") or [])
+    if drop and "source" in ds.column_names:
+        ds = ds.filter(lambda src: src not in drop, input_columns="source")
+    size = warmup_cfg.get("size")
+    if size is not None:
+        sources.require_size(int(size), ds, "warm-up pool (warmup.size)")
+        ds = ds.select(range(int(size)))
+    if len(ds) == 0:
+        raise UserError(f"{WHAT}: no rows left after dropping sources {sorted(drop)}.")
+    return ds
+
+
+def sft_rows(rows: Dataset, tokenizer) -> Dataset:
+    prompts, completions = [], []
+    for i, messages in enumerate(rows["chosen"]):
+        if not messages or messages[-1].get("role") != "assistant" or len(messages) < 2:
+            raise UserError(f"{WHAT}: row {i} `chosen` must be user turn(s) followed by an assistant reply.")
+        prompts.append(chat.render(tokenizer, [{"role": m["role"], "content": m["content"]} for m in messages[:-1]]))
+        completions.append(messages[-1]["content"])
+    return Dataset.from_dict({"prompt": prompts, "completion": completions})
+
+
+def key_material(cfg: DictConfig, dtype_name: str) -> dict[str, Any]:
+    """Everything that determines the warm-up adapter; a local data file counts by its bytes, not its path."""
+    warm = OmegaConf.to_container(cfg.warmup, resolve=True)
+    data = data_identity(warm.pop("data"))
+    base = cfg.init.get("base", "default")
+    return {
+        "format": FORMAT_VERSION,
+        "model": modeling.identity(cfg.model, dtype_name),
+        "lora": OmegaConf.to_container(cfg.lora, resolve=True),
+        "init_base": base,
+        "calibration": OmegaConf.to_container(cfg.calibration, resolve=True) if base in inits.NEEDS_CALIBRATION else None,
+        "data": data,
+        "warmup": warm,
+        "train": OmegaConf.to_container(cfg.train, resolve=True),
+        "seed": int(cfg.seed),
+        "versions": library_versions(),
+    }
+
+
+def plan(cfg: DictConfig, tokenizer, out_dir: Path, device: str, dtype: torch.dtype) -> WarmupPlan:
+    """The warm-up's rows and TRL config, checked like the adaptation's (prepare phase)."""
+    from ..methods import get_method
+
+    rows = sft_rows(load_pool(cfg.warmup), tokenizer)
+    args = training.trainer_args(cfg, out_dir / "trainer_warmup", cfg.warmup, device, dtype)
+    config = get_method("sft").make_config(args, cfg.method)
+    training.check_prompt_lengths(rows, tokenizer, config.max_length, "warm-up")
+    return WarmupPlan(rows=rows, trl_config=config, material=key_material(cfg, str(dtype).removeprefix("torch.")))
+
+
+def _train(plan, model, target: Path):
+    """Train fresh adapters into `target`; returns the clean base model for the phases that follow."""
+    from ..methods import get_method
+    from .prepare import calibration_batches
+
+    cfg, warm = plan.cfg, plan.warmup
+    log.info("warm-up %s: SFT of fresh LoRA on %d general rows", warm.key, len(warm.rows))
+    wrun = tracking.start(cfg.wandb, plan.out_dir, f"warmup-{warm.key[:8]}-s{cfg.seed}", job_type="warmup",
+                          tags=[f"warmup:{warm.key}", f"seed:{cfg.seed}"], config=warm.material)
+    try:
+        initial = target / "initial" if plan.init_base in inits.REWRITES_BASE else None
+        model = inits.create(model, cfg.lora, plan.init_base, int(cfg.seed), calibration_batches(plan), initial)
+        callback = tracking.PhaseLogger("warmup", wrun)
+        trainer = get_method("sft").build_trainer(model, plan.tokenizer, warm.rows, warm.trl_config, cfg.method, [callback])
+        stats = training.train(trainer, callback)
+        adapters.save(model, target, initial_dir=initial)
+        if initial is not None:
+            shutil.rmtree(initial)
+            # The base in memory is the residual W - BA: reload the original for what follows.
+            model = modeling.load_model(plan.model_source, cfg.model, plan.device, plan.dtype)
+        else:
+            model = model.unload()  # back to the clean base; later phases load the saved adapter
+    finally:
+        if wrun is not None:
+            wrun.finish()
+    record = {"key": warm.key, "material": warm.material, **stats, "rows": len(warm.rows),
+              "trained_by": str(plan.out_dir), "wandb_run": {"id": wrun.id, "name": wrun.name} if wrun else None}
+    write_json_atomic(target / RECORD, record)
+    return model
+
+
+def run(plan, model) -> tuple[Any, Path, dict[str, Any]]:
+    """(the clean base model, the warm-up adapter dir, what metrics.json records about the warm-up)."""
+    target = Path(plan.cfg.paths.cache_dir) / "warmups" / plan.warmup.key
+    built = build_once(target, plan.warmup.key, functools.partial(_train, plan, model))
+    record = read_record(built.path, RECORD)
+    summary = {k: record.get(k) for k in ("key", "train_loss", "first_loss", "last_loss", "steps", "rows", "trained_by",
+                                           "wandb_run")}
+    summary.update(reused=built.reused, adapter=str(built.path), digest=adapters.file_digest(built.path))
+    return (model if built.reused else built.value), built.path, summary

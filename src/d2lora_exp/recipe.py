@@ -1,0 +1,77 @@
+"""One experiment of the paper, top to bottom: prepare, (warm up), adapt, evaluate, record.
+
+Read it like the paper's Section 2. Every input that can be wrong is checked in `prepare`, before the
+model is loaded, so a bad run fails in seconds with one line; results are written after every phase
+(metrics.json carries a status), so a crash late in a run keeps what was already computed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from . import modeling, tracking
+from .phases import adapt, evaluate, record, warmup
+from .phases.prepare import Plan, prepare
+
+log = logging.getLogger(__name__)
+
+
+def _open_wandb(plan: Plan, warmup_summary: dict | None):
+    """The run's own W&B run (the warm-up logs to its own, once per cache entry)."""
+    cfg = plan.cfg
+    return tracking.start(cfg.wandb, plan.out_dir, cfg.run_name, job_type="adapt",
+                          tags=[f"init:{plan.init_label}", f"method:{cfg.method.name}", f"task:{plan.task.name}",
+                                f"n:{cfg.data_size}", f"seed:{cfg.seed}"],
+                          config={**OmegaConf.to_container(cfg, resolve=True), "warmup_used": warmup_summary})
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    digest = record.config_hash(cfg)
+    done = record.previous_result(out_dir, digest)
+    if done is not None:
+        log.info("%s: already complete in %s, skipped", cfg.run_name, out_dir)
+        return {**done, "skipped": True}
+
+    rec = record.Record(cfg, out_dir, digest)
+    try:
+        t = start = time.perf_counter()
+        plan = prepare(cfg, out_dir)
+        rec.update(**plan.summary())
+        rec.timed("checks", t)
+
+        t = time.perf_counter()
+        model = modeling.load_model(plan.model_source, cfg.model, plan.device, plan.dtype)
+        rec.timed("load_model", t)
+
+        warmup_dir = warmup_summary = None
+        if plan.warmup is not None:
+            t = time.perf_counter()
+            model, warmup_dir, warmup_summary = warmup.run(plan, model)
+            rec.update(warmup=warmup_summary)
+            rec.timed("warmup", t)
+
+        rec.wandb_run = _open_wandb(plan, warmup_summary)
+        t = time.perf_counter()
+        model, adapted = adapt.run(plan, model, warmup_dir, rec.wandb_run)
+        if adapted is not None:
+            rec.update(adapt={k: v for k, v in adapted.items() if k != "seconds"})
+            rec.timed("adapt", t)
+
+        t = time.perf_counter()
+        metrics, evaluated = evaluate.run(plan, model)
+        rec.update(evaluation=evaluated)
+        rec.timed("eval", t)
+        rec.timed("total", start)
+        return rec.complete(metrics, cfg.task.eval.metric)
+    except BaseException as err:
+        rec.fail(err)
+        raise
+    finally:
+        rec.close()
