@@ -8,10 +8,11 @@ from d2lora_exp import tracking
 def test_scrub_drops_secret_keys_at_any_depth():
     config = {"model": {"name": "m", "hf_token": "hf_x"}, "wandb": {"api_key": "k", "project": "p"},
               "runs": [{"password": "p", "seed": 1}], "Secret_Sauce": 1, "tokenizer_name": "t",
-              "eval": {"max_new_tokens": 64}, "WANDB_API_KEY": "k"}
+              "eval": {"max_new_tokens": 64}, "WANDB_API_KEY": "k", "hfToken": "x", "api-key": "x", "secrets": [1],
+              "db_passwd": "x", "pad_token_id": 2, "eos_token": "<e>"}
     clean = tracking.scrub(config)
     assert clean == {"model": {"name": "m"}, "wandb": {"project": "p"}, "runs": [{"seed": 1}], "tokenizer_name": "t",
-                     "eval": {"max_new_tokens": 64}}
+                     "eval": {"max_new_tokens": 64}, "pad_token_id": 2, "eos_token": "<e>"}
     assert config["model"]["hf_token"] == "hf_x"  # the run's own config is not modified
 
 

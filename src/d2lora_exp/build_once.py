@@ -60,15 +60,22 @@ def build_once(target: Path, stamp: str, build: Callable[[Path], T]) -> Built[T]
     with FileLock(str(target) + ".lock"):
         if _valid(target, stamp):
             return Built(target, True, None)
-        for stale in target.parent.glob(f"{target.name}.tmp-*"):  # left by a killed build; we hold the lock
+        for stale in [*target.parent.glob(f"{target.name}.tmp-*"), *target.parent.glob(f"{target.name}.old-*")]:
+            # left by a killed build; we hold the lock
             shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f"{target.name}.tmp-", dir=target.parent))
         try:
             value = build(tmp)
             (tmp / MARKER).write_text(json.dumps({"stamp": stamp, "files": dir_digests(tmp)}, indent=1))
-            if target.exists():  # an outdated or damaged entry: replaced whole, never mixed
-                shutil.rmtree(target)
-            os.replace(tmp, target)
+            if target.exists():
+                # An outdated or damaged entry is replaced whole, never mixed: renamed aside first (a job still
+                # reading it keeps its open files), then removed.
+                old = target.with_name(f"{target.name}.old-{os.getpid()}")
+                os.replace(target, old)
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return Built(target, False, value)

@@ -6,19 +6,43 @@ names the fix, and checked before any data is processed or any training starts.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
 
+from .build_once import MARKER
 from .errors import UserError
 from .files import is_local_path
+from .fingerprint import file_sha256, stable_hash
 
 
-def identity(model_cfg: Any, dtype: str) -> dict[str, Any]:
-    """The base model as a cache key sees it: a built model by its builder, any other by id and revision."""
-    model = ({"build": model_cfg.build, "name": model_cfg.name} if model_cfg.get("build")
+def identity(model_cfg: Any, source: str, dtype: str) -> dict[str, Any]:
+    """The base model as a cache key sees it: a local directory (a built, shipped or downloaded model) by its
+    contents, wherever it lives; a hub model by its id and revision."""
+    local = Path(os.path.expanduser(source))
+    model = ({"content": _local_fingerprint(local)} if local.is_dir()
              else {"name_or_path": model_cfg.name_or_path, "revision": model_cfg.get("revision")})
-    return {**model, "dtype": dtype}
+    return {**model, "dtype": dtype, "attn_implementation": model_cfg.get("attn_implementation")}
+
+
+def _local_fingerprint(path: Path) -> str:
+    """Digest of a model directory: the file digests build_once recorded, else every config/tokenizer file in full
+    and each weight file by its size and first and last MiB (reading 16 GB per run would cost a minute)."""
+    marker = path / MARKER
+    if marker.is_file():
+        return stable_hash(json.loads(marker.read_text())["files"])
+    parts: dict[str, Any] = {}
+    for f in sorted(p for p in path.iterdir() if p.is_file()):
+        if f.stat().st_size <= 2 << 20:
+            parts[f.name] = file_sha256(f)
+        else:
+            with open(f, "rb") as handle:
+                head = handle.read(1 << 20)
+                handle.seek(-(1 << 20), os.SEEK_END)
+                parts[f.name] = [f.stat().st_size, hashlib.sha256(head).hexdigest(), hashlib.sha256(handle.read()).hexdigest()]
+    return stable_hash(parts)
 
 
 def ensure_available(model_cfg: Any) -> str:

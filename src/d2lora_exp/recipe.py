@@ -58,11 +58,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             rec.timed("warmup", t)
 
         rec.wandb_run = _open_wandb(plan, warmup_summary)
-        t = time.perf_counter()
         model, adapted = adapt.run(plan, model, warmup_dir, rec.wandb_run)
         if adapted is not None:
-            rec.update(adapt={k: v for k, v in adapted.items() if k != "seconds"})
-            rec.timed("adapt", t)
+            rec.timings.update(init=adapted.pop("init_seconds"), adapt=adapted.pop("seconds"))  # training alone
+            rec.update(adapt=adapted, timings=rec.timings)
 
         t = time.perf_counter()
         metrics, evaluated = evaluate.run(plan, model)

@@ -15,15 +15,21 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-# A secret-looking key name as a whole word part ("hf_token", "api_key", "password"), but not "max_new_tokens"
-# or "tokenizer", which are settings a run must record.
-SECRET_KEY = re.compile(r"(^|[_\-.])(token|api_?key|password|passwd|secret|auth)($|[_\-.])", re.IGNORECASE)
+# Any key that contains a secret-looking word (hf_token, hfToken, WANDB_API_KEY, api-key, passwords, secrets)...
+SECRET_KEY = re.compile(r"token|api[_\-]?key|passw(or)?d|secret", re.IGNORECASE)
+# ...except the settings that only look like one and that a run must record.
+NOT_SECRET = re.compile(r"(max_new_tokens|max_tokens|num_tokens|.*_token_id|(pad|eos|bos|unk|sep|cls|mask)_token|"
+                        r"tokenizer.*|.*tokens_per_.*)", re.IGNORECASE)
+
+
+def is_secret(key: str) -> bool:
+    return bool(SECRET_KEY.search(key)) and not NOT_SECRET.fullmatch(key)
 
 
 def scrub(obj: Any) -> Any:
     """Drop secret-looking keys from a (nested) config before it is logged or dumped."""
     if isinstance(obj, dict):
-        return {k: scrub(v) for k, v in obj.items() if not SECRET_KEY.search(str(k))}
+        return {k: scrub(v) for k, v in obj.items() if not is_secret(str(k))}
     if isinstance(obj, list):
         return [scrub(v) for v in obj]
     return obj

@@ -1,13 +1,14 @@
 """Adaptation (the paper's second phase): SFT, DPO or ORPO of the start adapter on the task's first n rows.
 
 The start adapter is the warm-up's (D2LoRA) or a fresh one from `init.base` (LoRA, PiSSA, ...). With
-no rows (data_size=0) nothing is trained and the start adapter itself is what gets evaluated.
+no rows (data_size=0) nothing is trained: what is evaluated is the starting point itself, the warm-up adapter
+or the base model (a fresh adapter of any init reproduces the base at step 0, so none is created).
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,11 @@ def start_adapter(plan: Plan, model, warmup_dir: Path | None) -> tuple[Any, Path
 
 def run(plan: Plan, model, warmup_dir: Path | None, wandb_run) -> tuple[Any, dict[str, Any] | None]:
     """(the model to evaluate, what metrics.json records about the adaptation, or None if nothing was trained)."""
-    model, initial = start_adapter(plan, model, warmup_dir)
     if len(plan.train_rows) == 0:
-        if initial is not None:
-            shutil.rmtree(initial)  # only needed to convert a trained adapter
-        return model, None
+        return (adapters.load_frozen(model, warmup_dir) if warmup_dir is not None else model), None
+    started = time.perf_counter()
+    model, initial = start_adapter(plan, model, warmup_dir)
+    init_seconds = round(time.perf_counter() - started, 2)
     cfg = plan.cfg
     start = {"digest": adapters.live_digest(model), "lora_b_norm": adapters.lora_b_norm(model)}
     log.info("adaptation: %s on %d %s rows", cfg.method.name, len(plan.train_rows), plan.task.name)
@@ -41,5 +42,5 @@ def run(plan: Plan, model, warmup_dir: Path | None, wandb_run) -> tuple[Any, dic
     stats = training.train(trainer, callback)
     model = trainer.model
     adapter_dir = adapters.save(model, plan.out_dir / "adapter", initial_dir=initial)
-    return model, {**stats, "start": start, "adapter": str(adapter_dir), "digest": adapters.file_digest(adapter_dir),
-                   "lora_b_norm": adapters.lora_b_norm(model)}
+    return model, {**stats, "init_seconds": init_seconds, "start": start, "adapter": str(adapter_dir),
+                   "digest": adapters.file_digest(adapter_dir), "lora_b_norm": adapters.lora_b_norm(model)}

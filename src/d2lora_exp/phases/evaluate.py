@@ -1,33 +1,46 @@
 """Evaluation: every evaluator of the plan on the adapted model, content-addressed and computed once.
 
-The numbers are a function of the weights evaluated (base model + adapter digest) and of what each
-evaluator reads (its `material`), so the evaluation is cached under their hash like the warm-up. Every
-run at data_size=0 of one initialisation (one per method curve) therefore shares one evaluation,
-computed by whichever job gets there first; a crash after evaluation never evaluates twice.
+The numbers are a function of the weights evaluated (base model + adapter digest), of what each evaluator
+reads (its `material`) and of the evaluation code, so the evaluation is cached under their hash like the
+warm-up. Every run at data_size=0 of one initialisation (one per method curve) therefore shares one
+evaluation, computed by whichever job gets there first; a crash after evaluation never evaluates twice.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+from peft import PeftModel
+
 from .. import adapters, modeling
 from ..build_once import build_once, read_record
 from ..files import write_json_atomic
-from ..fingerprint import library_versions, stable_hash
+from ..fingerprint import file_sha256, library_versions, stable_hash
 from .prepare import Plan
 
 METRICS = "metrics.json"
 FORMAT_VERSION = 1
 
 
+def code_digest() -> str:
+    """The evaluation code (prompts, generation, extraction, metrics): a change to it is a new evaluation."""
+    package = Path(__file__).resolve().parents[1]
+    sources = sorted((package / "evaluation").glob("*.py")) + [package / "chat.py"]
+    return stable_hash({p.name: file_sha256(p) for p in sources})
+
+
 def key_material(plan: Plan, model) -> dict[str, Any]:
+    """Everything that determines the numbers. Without an adapter (data_size=0, no warm-up) the weights are the
+    base model's whatever the init, so every init and seed shares that one evaluation."""
     cfg = plan.cfg
-    return {"format": FORMAT_VERSION, "model": modeling.identity(cfg.model, plan.dtype_name), "init_base": plan.init_base,
-            "adapter": adapters.live_digest(model), "device": plan.device, "batch_size": int(cfg.eval.batch_size),
+    adapter = ({"digest": adapters.live_digest(model), "init_base": plan.init_base}
+               if isinstance(model, PeftModel) else None)
+    return {"format": FORMAT_VERSION, "code": code_digest(),
+            "model": modeling.identity(cfg.model, plan.model_source, plan.dtype_name), "adapter": adapter,
+            "device": plan.device, "batch_size": int(cfg.eval.batch_size),
             "evaluators": {e.name: e.material() for e in plan.evaluators}, "versions": library_versions()}
 
 
@@ -39,12 +52,9 @@ def _evaluate(plan: Plan, model, target: Path) -> None:
 
 
 def _place(src: Path, dst: Path) -> None:
-    """The run directory gets its own copy of each predictions file (a hard link where the disk allows)."""
-    dst.unlink(missing_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
+    """The run directory gets its own copy of each predictions file (never a link: editing one run's file
+    must not change another's, nor the cache entry)."""
+    shutil.copyfile(src, dst)
 
 
 def run(plan: Plan, model) -> tuple[dict[str, float], dict[str, Any] | None]:

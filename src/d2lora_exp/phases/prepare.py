@@ -103,7 +103,7 @@ def prepare(cfg: DictConfig, out_dir: Path) -> Plan:
     adapt_config = method.make_config(training.trainer_args(cfg, out_dir / "trainer_adapt", cfg.method, device, dtype),
                                       cfg.method)
     training.check_prompt_lengths(train_rows, tokenizer, adapt_config.max_length, f"{task.name} training")
-    warmup_plan = warmup.plan(cfg, tokenizer, out_dir, device, dtype) if cfg.init.warmup else None
+    warmup_plan = warmup.plan(cfg, tokenizer, model_source, out_dir, device, dtype) if cfg.init.warmup else None
     base = cfg.init.get("base", "default")
     return Plan(cfg=cfg, out_dir=out_dir, device=device, dtype=dtype, init_base=base,
                 init_label=init_label(base, bool(cfg.init.warmup)), method=method, task=task, model_source=model_source,

@@ -25,12 +25,12 @@ from ..build_once import build_once, read_record
 from ..data import sources
 from ..errors import UserError
 from ..files import write_json_atomic
-from ..fingerprint import data_identity, library_versions, stable_hash
+from ..fingerprint import content_config, data_identity, library_versions, stable_hash
 
 log = logging.getLogger(__name__)
 
 WHAT = "warm-up data (orpo-dpo-mix-40k schema)"
-FORMAT_VERSION = 2  # 2: entries built by build_once (digest-checked)
+FORMAT_VERSION = 2  # 2: entries built by build_once (digest-checked), models keyed by content
 RECORD = "warmup.json"
 
 
@@ -70,17 +70,18 @@ def sft_rows(rows: Dataset, tokenizer) -> Dataset:
     return Dataset.from_dict({"prompt": prompts, "completion": completions})
 
 
-def key_material(cfg: DictConfig, dtype_name: str) -> dict[str, Any]:
+def key_material(cfg: DictConfig, model_source: str, dtype_name: str) -> dict[str, Any]:
     """Everything that determines the warm-up adapter; a local data file counts by its bytes, not its path."""
     warm = OmegaConf.to_container(cfg.warmup, resolve=True)
     data = data_identity(warm.pop("data"))
     base = cfg.init.get("base", "default")
     return {
         "format": FORMAT_VERSION,
-        "model": modeling.identity(cfg.model, dtype_name),
+        "model": modeling.identity(cfg.model, model_source, dtype_name),
         "lora": OmegaConf.to_container(cfg.lora, resolve=True),
         "init_base": base,
-        "calibration": OmegaConf.to_container(cfg.calibration, resolve=True) if base in inits.NEEDS_CALIBRATION else None,
+        "calibration": (content_config(OmegaConf.to_container(cfg.calibration, resolve=True))
+                        if base in inits.NEEDS_CALIBRATION else None),
         "data": data,
         "warmup": warm,
         "train": OmegaConf.to_container(cfg.train, resolve=True),
@@ -89,7 +90,7 @@ def key_material(cfg: DictConfig, dtype_name: str) -> dict[str, Any]:
     }
 
 
-def plan(cfg: DictConfig, tokenizer, out_dir: Path, device: str, dtype: torch.dtype) -> WarmupPlan:
+def plan(cfg: DictConfig, tokenizer, model_source: str, out_dir: Path, device: str, dtype: torch.dtype) -> WarmupPlan:
     """The warm-up's rows and TRL config, checked like the adaptation's (prepare phase)."""
     from ..methods import get_method
 
@@ -97,7 +98,8 @@ def plan(cfg: DictConfig, tokenizer, out_dir: Path, device: str, dtype: torch.dt
     args = training.trainer_args(cfg, out_dir / "trainer_warmup", cfg.warmup, device, dtype)
     config = get_method("sft").make_config(args, cfg.method)
     training.check_prompt_lengths(rows, tokenizer, config.max_length, "warm-up")
-    return WarmupPlan(rows=rows, trl_config=config, material=key_material(cfg, str(dtype).removeprefix("torch.")))
+    return WarmupPlan(rows=rows, trl_config=config,
+                      material=key_material(cfg, model_source, str(dtype).removeprefix("torch.")))
 
 
 def _train(plan, model, target: Path):
