@@ -26,8 +26,27 @@ def _in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def unknown_group_option(argv: list[str], conf: Path) -> str | None:
+    """The one-line error for `group=option` naming no file in conf/<group>/, else None.
+
+    Hydra would say it in a dozen lines with exit code 1; this keeps its list of valid choices in one line.
+    Groups of Hydra itself (`hydra/...`) and sweeps (`method=sft,dpo`, `choice(...)`) are checked per value."""
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, value = arg.split("=", 1)
+        group = key.lstrip("+~")
+        if group.startswith("hydra") or not (conf / group).is_dir() or "(" in value:
+            continue
+        choices = sorted(p.stem for p in (conf / group).glob("*.yaml"))
+        wrong = [v for v in value.split(",") if v and v != "null" and v not in choices]
+        if wrong:
+            return f"{group}={wrong[0]}: no such option in conf/{group}/; choose one of {', '.join(choices)}."
+    return None
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def _hydra_main(cfg: DictConfig) -> float | None:
     from . import gpu_slots, recipe
 
     if cfg.gpu_slots and _in_multirun():
@@ -47,6 +66,15 @@ def main(cfg: DictConfig) -> float | None:
     print(f"[d2lora_exp] {cfg.run_name}{skipped}: {summary or 'no evaluation'} "
           f"(total {result['timings']['total']:.0f}s) -> {cfg.paths.output_dir}")
     return result.get("score")
+
+
+def main() -> None:
+    """Check the group options on the command line, then hand over to Hydra."""
+    message = unknown_group_option(sys.argv[1:], config_dir())
+    if message:
+        print(f"d2lora_exp: error: {message}", file=sys.stderr)
+        sys.exit(2)
+    _hydra_main()
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import torch
 from datasets import Dataset
 from omegaconf import DictConfig, OmegaConf
 
-from .. import evaluation, inits, modeling, training
+from .. import evaluation, inits, modeling, settings, training
 from ..config import init_label
 from ..data import build as data_build
 from ..data import sources, subsets
@@ -89,6 +89,7 @@ def _calibration_texts(cfg: DictConfig, tokenizer) -> list[str] | None:
 
 
 def prepare(cfg: DictConfig, out_dir: Path) -> Plan:
+    settings.check(cfg)
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.model.dtype, device)
     method = get_method(cfg.method.name)

@@ -1,0 +1,76 @@
+"""The type and range of every value a user can set, checked first thing in the prepare phase.
+
+A negative learning rate, a batch of 0 or `eval.limit=0` would otherwise pass the composition, load the model
+and fail minutes later inside TRL or generation, or worse, run and produce nothing. Each rule names the value,
+what it must be, and so the fix, in one line.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from .errors import UserError
+
+# (dotted key, what it must be, test). Keys absent from a config (e.g. `method.beta` for SFT) are skipped.
+Rule = tuple[str, str, Callable[[Any], bool]]
+
+
+def _int(lo: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+
+def _number(lo: float, strict: bool = True, hi: float = math.inf) -> Callable[[Any], bool]:
+    def ok(v: Any) -> bool:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return False
+        return (v > lo if strict else v >= lo) and v < hi
+    return ok
+
+
+def _optional(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or test(v)
+
+
+RULES: list[Rule] = [
+    ("seed", "an integer >= 0", _int(0)),
+    ("method.learning_rate", "a number > 0, e.g. 1e-6", _number(0)),
+    ("method.num_train_epochs", "a number > 0", _number(0)),
+    ("method.beta", "a number > 0", _number(0)),
+    ("warmup.learning_rate", "a number > 0, e.g. 1e-7", _number(0)),
+    ("warmup.num_train_epochs", "a number > 0", _number(0)),
+    ("warmup.size", "null (all rows) or an integer >= 1", _optional(_int(1))),
+    ("train.per_device_train_batch_size", "an integer >= 1", _int(1)),
+    ("train.gradient_accumulation_steps", "an integer >= 1", _int(1)),
+    ("train.max_length", "an integer >= 16", _int(16)),
+    ("train.logging_steps", "an integer >= 1", _int(1)),
+    ("train.warmup_steps", "an integer >= 0", _int(0)),
+    ("train.weight_decay", "a number >= 0", _number(0, strict=False)),
+    ("train.dataloader_num_workers", "an integer >= 0", _int(0)),
+    ("train.gradient_checkpointing", "true or false", lambda v: isinstance(v, bool)),
+    ("lora.r", "an integer >= 1", _int(1)),
+    ("lora.alpha", "a number > 0", _number(0)),
+    ("lora.dropout", "a number in [0, 1)", _number(0, strict=False, hi=1)),
+    ("eval.batch_size", "an integer >= 1", _int(1)),
+    ("eval.max_new_tokens", "an integer >= 1", _int(1)),
+    ("eval.limit", "null (every example) or an integer >= 1", _optional(_int(1))),
+    ("calibration.rows", "an integer >= 1", _int(1)),
+    ("calibration.batch_size", "an integer >= 1", _int(1)),
+    ("task.train.subset_seed", "an integer >= 0", _int(0)),
+]
+
+
+def check(cfg: DictConfig) -> None:
+    """Raise UserError naming the first value out of its type or range."""
+    for key, must_be, test in RULES:
+        value = OmegaConf.select(cfg, key, default=_MISSING)
+        if value is _MISSING:
+            continue
+        if not test(value):
+            raise UserError(f"{key}={value!r} is not valid: use {must_be}.")
+
+
+_MISSING = object()
