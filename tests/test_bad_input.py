@@ -51,6 +51,7 @@ def _no_training(monkeypatch):
         (["eval.max_new_tokens=0"], r"eval.max_new_tokens=0 is not valid: use an integer >= 1"),
         (["init=d2lora", "warmup.size=0"], r"warmup.size=0 is not valid"),
         (["method=dpo", "method.beta=nan"], r"method.beta=nan is not valid: use a number > 0"),
+        (["lora.target_modules=[q_proj,qkv_proj]"], r"lora.target_modules \['qkv_proj'\] are not modules of .*'q_proj'"),
         (["eval.evaluators=[task,chat]", "eval.chat_data=null"], r"lists chat, which needs held-out chat prompts: set eval.chat_data="),
         (["eval.evaluators=[task,bleu]"], r"eval.evaluators: unknown \['bleu'\]; choose from"),
         (["eval.evaluators=[task,gsm8k]"], r"names an evaluator twice"),
@@ -61,8 +62,12 @@ def test_bad_values_fail_before_training(make_cfg, monkeypatch, overrides, messa
     if "device=cuda" in overrides and __import__("torch").cuda.is_available():
         pytest.skip("this machine has CUDA")
     _no_training(monkeypatch)
+    cfg = make_cfg(*overrides)
     with pytest.raises(UserError, match=message):
-        recipe.run(make_cfg(*overrides))
+        recipe.run(cfg)
+    # The refused run's directory says so (never a `running` left behind forever).
+    saved = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    assert saved["status"] == "failed" and saved["error"].startswith("UserError: ")
 
 
 def test_missing_column_in_a_data_file(make_cfg, monkeypatch, tmp_path):

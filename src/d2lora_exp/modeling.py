@@ -97,6 +97,26 @@ def load_tokenizer(source: str, model_cfg: Any):
     return tokenizer
 
 
+def check_target_modules(source: str, model_cfg: Any, target_modules: Any) -> None:
+    """LoRA target module names the model lacks fail here, from the model's config alone (its skeleton is built
+    on the meta device: no weights are read), instead of inside PEFT after the weights have loaded."""
+    if isinstance(target_modules, str):  # "all-linear" or a regex: PEFT resolves it
+        return
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = _hub_call(AutoConfig.from_pretrained, source, revision=model_cfg.get("revision"),
+                       trust_remote_code=bool(model_cfg.get("trust_remote_code", False)))
+    with init_empty_weights():
+        skeleton = AutoModelForCausalLM.from_config(config)
+    names = {name.rsplit(".", 1)[-1] for name, _ in skeleton.named_modules()}
+    missing = sorted(set(target_modules) - names)
+    if missing:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in skeleton.named_modules() if m.__class__.__name__ == "Linear"})
+        raise UserError(f"lora.target_modules {missing} are not modules of {source}; its linear layers are {linear} "
+                        "(or use lora.target_modules=all-linear).")
+
+
 def load_model(source: str, model_cfg: Any, device: str, dtype):
     from transformers import AutoModelForCausalLM
 

@@ -100,6 +100,7 @@ def prepare(cfg: DictConfig, out_dir: Path) -> Plan:
     data_build.ensure(cfg.data)
     model_source = modeling.ensure_available(cfg.model)
     tokenizer = modeling.load_tokenizer(model_source, cfg.model)
+    modeling.check_target_modules(model_source, cfg.model, OmegaConf.to_container(cfg.lora, resolve=True)["target_modules"])
     train_rows, subset_hash, pool_size = _train_rows(method, task, cfg, tokenizer)
     adapt_config = method.make_config(training.trainer_args(cfg, out_dir / "trainer_adapt", cfg.method, device, dtype),
                                       cfg.method)
