@@ -48,8 +48,27 @@ def test_missing_column_lists_what_is_there(tmp_path):
 
 def test_wrong_type_is_an_error(tmp_path):
     ds = sources.load({"path": str(_jsonl(tmp_path / "d.jsonl", [{"chosen": "not a chat"}]))}, "warm-up")
-    with pytest.raises(UserError, match="column type"):
+    with pytest.raises(UserError, match=r"row 0 column 'chosen' is str \('not a chat'\) where list is expected"):
         sources.require_columns(ds, {"chosen": list}, "warm-up")
+
+
+def test_every_row_is_type_checked_not_only_the_first(tmp_path):
+    rows = [{"question": f"q{i}", "answer": f"#### {i}"} for i in range(5)]
+    rows[3]["answer"] = None
+    ds = sources.load({"path": str(_jsonl(tmp_path / "d.jsonl", rows))}, "GSM8K")
+    with pytest.raises(UserError, match=r"GSM8K: row 3 column 'answer' is NoneType \(None\) where str is expected"):
+        sources.require_columns(ds, {"question": str, "answer": str}, "GSM8K")
+
+
+def test_empty_and_non_utf8_files_are_named_in_one_line(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    with pytest.raises(UserError, match=r"empty.jsonl is empty \(0 bytes\)"):
+        sources.load({"path": str(empty)}, "test data")
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(b'{"question": "ok", "answer": "1"}\n{"question": "caf\xe9", "answer": "2"}\n')
+    with pytest.raises(UserError, match=r"latin.jsonl is not UTF-8 \(byte 0xe9 on line 2\); re-encode it"):
+        sources.load({"path": str(latin)}, "test data")
 
 
 @pytest.mark.parametrize("n", [-1, 3])

@@ -33,12 +33,14 @@ def load(source: Mapping[str, Any], what: str) -> Dataset:
             builder = _BUILDERS.get(local.suffix)
             if builder is None:
                 raise UserError(f"{what}: {local} has suffix {local.suffix!r}; use one of {sorted(_BUILDERS)}.")
+            _check_text_file(local, builder, what)
             try:
                 ds = datasets.load_dataset(builder, data_files=str(local), split="train")
             except Exception as err:
                 if "corresponds to no data" in str(err):
                     raise UserError(f"{what}: {local} has no rows.") from err
-                raise UserError(f"{what}: {local} could not be parsed as {builder}: {err}") from err
+                reason = f"{err.__class__.__name__}: {err}".strip().rstrip(":")
+                raise UserError(f"{what}: {local} could not be parsed as {builder} ({reason.splitlines()[0]}).") from err
         else:
             ds = datasets.load_dataset(str(local), split=split)
     else:
@@ -55,19 +57,41 @@ def load(source: Mapping[str, Any], what: str) -> Dataset:
     return ds
 
 
+def _check_text_file(path: Path, builder: str, what: str) -> None:
+    """An empty file or a non-UTF-8 byte would surface deep inside `datasets` (an empty message, or a decode
+    traceback): say which file, and for a bad byte which line, here."""
+    if path.stat().st_size == 0:
+        raise UserError(f"{what}: {path} is empty (0 bytes); point the data config at a file with rows.")
+    if builder == "parquet":
+        return
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise UserError(f"{what}: {path} is not UTF-8 (byte 0x{data[err.start]:02x} on line {line}); "
+                        "re-encode it as UTF-8.") from err
+
+
 def require_columns(ds: Dataset, columns: Mapping[str, type | tuple[type, ...]], what: str) -> None:
-    """Fail with the missing/mistyped columns and the ones present; types are checked on the first row."""
+    """Fail with the missing columns and the ones present, or with the first row whose value has the wrong type."""
     missing = [c for c in columns if c not in ds.column_names]
     if missing:
         raise UserError(
             f"{what}: missing column(s) {missing}; the data has {ds.column_names}. Use data in the real schema "
             "or rename the columns (for the titles task, set task.columns.*)."
         )
-    first = ds[0]
-    wrong = {c: type(first[c]).__name__ for c, t in columns.items() if not isinstance(first[c], t)}
-    if wrong:
-        expected = {c: getattr(columns[c], "__name__", str(columns[c])) for c in wrong}
-        raise UserError(f"{what}: column type(s) {wrong} where {expected} are expected.")
+    for column, kind in columns.items():  # every row that will be used, not only the first
+        for i, value in enumerate(ds[column]):
+            if not isinstance(value, kind):
+                expected = getattr(kind, "__name__", str(kind))
+                raise UserError(f"{what}: row {i} column {column!r} is {type(value).__name__} ({_short(value)}) where "
+                                f"{expected} is expected; fix or drop that row.")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def require_size(n_requested: int, pool: Sequence | Dataset, what: str) -> None:
