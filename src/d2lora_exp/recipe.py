@@ -40,22 +40,19 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return {**done, "skipped": True}
 
     rec = record.Record(cfg, out_dir, digest)
+    start = time.perf_counter()
     try:
-        t = start = time.perf_counter()
-        plan = prepare(cfg, out_dir)
-        rec.update(**plan.summary())
-        rec.timed("checks", t)
-
-        t = time.perf_counter()
-        model = modeling.load_model(plan.model_source, cfg.model, plan.device, plan.dtype)
-        rec.timed("load_model", t)
+        with rec.timing("checks"):
+            plan = prepare(cfg, out_dir)
+            rec.update(**plan.summary())
+        with rec.timing("load_model"):
+            model = modeling.load_model(plan.model_source, cfg.model, plan.device, plan.dtype)
 
         warmup_dir = warmup_summary = None
         if plan.warmup is not None:
-            t = time.perf_counter()
-            model, warmup_dir, warmup_summary = warmup.run(plan, model)
-            rec.update(warmup=warmup_summary)
-            rec.timed("warmup", t)
+            with rec.timing("warmup"):
+                model, warmup_dir, warmup_summary = warmup.run(plan, model)
+                rec.update(warmup=warmup_summary)
 
         rec.wandb_run = _open_wandb(plan, warmup_summary)
         model, adapted = adapt.run(plan, model, warmup_dir, rec.wandb_run)
@@ -63,11 +60,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             rec.timings.update(init=adapted.pop("init_seconds"), adapt=adapted.pop("seconds"))  # training alone
             rec.update(adapt=adapted, timings=rec.timings)
 
-        t = time.perf_counter()
-        metrics, evaluated = evaluate.run(plan, model)
-        rec.update(evaluation=evaluated)
-        rec.timed("eval", t)
-        rec.timed("total", start)
+        with rec.timing("eval"):
+            metrics, evaluated = evaluate.run(plan, model)
+            rec.update(evaluation=evaluated)
+        rec.timings["total"] = round(time.perf_counter() - start, 2)
         return rec.complete(metrics, cfg.task.eval.metric)
     except BaseException as err:
         rec.fail(err)

@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import UserError
+from ..tasks import TASKS
 from .arc import ArcEasy
 from .base import Evaluator
 from .chat import ChatBehaviour
 from .gsm8k import GSM8K
 from .titles import TitlesRouge
 
-TASK_OWN = ("gsm8k", "titles_rouge")  # these score a task's own held-out set, so only with that task
+TASK_OWN = {task.evaluator for task in TASKS.values()}  # score a task's own held-out set: only with that task
 EVALUATORS: dict[str, type] = {"gsm8k": GSM8K, "titles_rouge": TitlesRouge, "arc_easy": ArcEasy, "chat": ChatBehaviour}
 
 

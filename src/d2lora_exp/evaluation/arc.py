@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 from datasets import Dataset
-from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
 from .. import chat
@@ -22,7 +21,7 @@ from ..data import sources
 from ..errors import UserError
 from ..files import write_jsonl
 from ..fingerprint import content_config
-from .base import Evaluator, limited
+from .base import Evaluator, data_source, limited
 
 ARC_COLUMNS = {"question": str, "choices": dict, "answerKey": str}
 
@@ -131,10 +130,8 @@ class ArcEasy(Evaluator):
     WHAT = "ARC-Easy (forgetting)"
 
     def __init__(self, cfg: Any, task) -> None:
-        if cfg.eval.get("arc_easy_data") is None:
-            raise UserError("eval.evaluators lists arc_easy but eval.arc_easy_data is not set: point it at ARC-Easy "
-                            "(data.arc_easy_test in every data config).")
-        self.data = OmegaConf.to_container(cfg.eval.arc_easy_data, resolve=True)
+        self.data = data_source(cfg, "arc_easy_data", self.name, "ARC-Easy: set eval.arc_easy_data (every data config "
+                                "has it as data.arc_easy_test).")
         rows = sources.load(self.data, self.WHAT)
         sources.require_columns(rows, ARC_COLUMNS, self.WHAT)
         self.rows = limited(rows, cfg.eval.limit)

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
+from omegaconf import OmegaConf
 
+from ..errors import UserError
 from ..files import write_jsonl
 
 
@@ -32,6 +34,14 @@ class Evaluator(ABC):
 
     def write_predictions(self, out_dir: Path, rows: list[dict[str, Any]]) -> None:
         write_jsonl(self.predictions_path(out_dir), rows)
+
+
+def data_source(cfg: Any, key: str, evaluator: str, needs: str) -> dict[str, Any]:
+    """The evaluator's own data source, `eval.<key>`, resolved; or one line saying what to set."""
+    source = cfg.eval.get(key)
+    if source is None:
+        raise UserError(f"eval.evaluators lists {evaluator}, which needs {needs}")
+    return OmegaConf.to_container(source, resolve=True)
 
 
 def limited(ds: Dataset, limit: int | None) -> Dataset:

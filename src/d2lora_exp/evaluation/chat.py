@@ -13,14 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
-from omegaconf import OmegaConf
 
 from .. import chat
 from ..data import sources
-from ..errors import UserError
 from ..fingerprint import content_config
 from . import generation
-from .base import Evaluator, limited
+from .base import Evaluator, data_source, limited
 
 CHAT_COLUMNS = {"prompt": str, "chosen": list}
 
@@ -40,10 +38,8 @@ class ChatBehaviour(Evaluator):
     name = "chat"
 
     def __init__(self, cfg: Any, task) -> None:
-        if cfg.eval.get("chat_data") is None:
-            raise UserError("eval.evaluators lists chat, which needs held-out chat prompts: set eval.chat_data={path: ...} "
-                            "to a file in the orpo-dpo-mix schema (the miniature world, data=miniature, ships one).")
-        self.data = OmegaConf.to_container(cfg.eval.chat_data, resolve=True)
+        self.data = data_source(cfg, "chat_data", self.name, "held-out chat prompts: set eval.chat_data={path: ...} to a "
+                                "file in the orpo-dpo-mix schema (the miniature world, data=miniature, ships one).")
         self.rows = load(self.data, cfg.eval.limit)
         self.eval_cfg = cfg.eval
 

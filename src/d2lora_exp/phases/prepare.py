@@ -70,8 +70,7 @@ def check_data_size(value: Any) -> int:
     return value
 
 
-def _train_rows(method, task: Task, cfg: DictConfig, tokenizer) -> tuple[Dataset, str, int]:
-    n = check_data_size(cfg.data_size)
+def _train_rows(method, task: Task, cfg: DictConfig, n: int, tokenizer) -> tuple[Dataset, str, int]:
     pool = task.train_pool()
     sources.require_size(n, pool, f"{task.name} training pool")
     subset, subset_hash = subsets.nested_subset(pool, n, int(cfg.task.train.subset_seed))
@@ -95,13 +94,13 @@ def prepare(cfg: DictConfig, out_dir: Path) -> Plan:
     method = get_method(cfg.method.name)
     method.validate(cfg.method)
     inits.validate(cfg.init, cfg.method)
-    check_data_size(cfg.data_size)
+    n = check_data_size(cfg.data_size)
     task = get_task(cfg.task)
     data_build.ensure(cfg.data)
     model_source = modeling.ensure_available(cfg.model)
     tokenizer = modeling.load_tokenizer(model_source, cfg.model)
     modeling.check_target_modules(model_source, cfg.model, OmegaConf.to_container(cfg.lora, resolve=True)["target_modules"])
-    train_rows, subset_hash, pool_size = _train_rows(method, task, cfg, tokenizer)
+    train_rows, subset_hash, pool_size = _train_rows(method, task, cfg, n, tokenizer)
     adapt_config = method.make_config(training.trainer_args(cfg, out_dir / "trainer_adapt", cfg.method, device, dtype),
                                       cfg.method)
     training.check_prompt_lengths(train_rows, tokenizer, adapt_config.max_length, f"{task.name} training")

@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +76,11 @@ class Record:
         self.data.update(values)
         write_json_atomic(self.path, self.data)
 
-    def timed(self, phase: str, started: float) -> None:
+    @contextmanager
+    def timing(self, phase: str) -> Iterator[None]:
+        """Record how long the block took as `timings.<phase>`, written at once."""
+        started = time.perf_counter()
+        yield
         self.timings[phase] = round(time.perf_counter() - started, 2)
         self.update(timings=self.timings)
 

@@ -26,6 +26,7 @@ from ..data import sources
 from ..errors import UserError
 from ..files import write_json_atomic
 from ..fingerprint import content_config, data_identity, library_versions, stable_hash
+from ..methods import get_method
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,6 @@ def key_material(cfg: DictConfig, model_source: str, dtype_name: str) -> dict[st
 
 def plan(cfg: DictConfig, tokenizer, model_source: str, out_dir: Path, device: str, dtype: torch.dtype) -> WarmupPlan:
     """The warm-up's rows and TRL config, checked like the adaptation's (prepare phase)."""
-    from ..methods import get_method
-
     rows = sft_rows(load_pool(cfg.warmup), tokenizer)
     args = training.trainer_args(cfg, out_dir / "trainer_warmup", cfg.warmup, device, dtype)
     config = get_method("sft").make_config(args, cfg.method)
@@ -104,8 +103,7 @@ def plan(cfg: DictConfig, tokenizer, model_source: str, out_dir: Path, device: s
 
 def _train(plan, model, target: Path):
     """Train fresh adapters into `target`; returns the clean base model for the phases that follow."""
-    from ..methods import get_method
-    from .prepare import calibration_batches
+    from .prepare import calibration_batches  # prepare imports this module
 
     cfg, warm = plan.cfg, plan.warmup
     log.info("warm-up %s: SFT of fresh LoRA on %d general rows", warm.key, len(warm.rows))
