@@ -53,6 +53,8 @@ def _no_training(monkeypatch):
         (["method=dpo", "method.beta=nan"], r"method.beta=nan is not valid: use a number > 0"),
         (["lora.target_modules=[q_proj,qkv_proj]"], r"lora.target_modules \['qkv_proj'\] are not modules of .*'q_proj'"),
         (["eval.evaluators=[task,chat]", "eval.chat_data=null"], r"lists chat, which needs held-out chat prompts: set eval.chat_data="),
+        (["train.checkpoint_every=2h"], r"train.checkpoint_every='2h' is not valid: use '<N>steps'"),
+        (["train.checkpoint_keep=0"], r"train.checkpoint_keep=0 is not valid: use an integer >= 1"),
         (["eval.evaluators=[task,bleu]"], r"eval.evaluators: unknown \['bleu'\]; choose from"),
         (["eval.evaluators=[task,gsm8k]"], r"names an evaluator twice"),
         (["task=titles", "eval.evaluators=[gsm8k]"], r"score another task's held-out set; task=titles is scored by 'titles_rouge'"),

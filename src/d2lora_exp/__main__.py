@@ -47,7 +47,7 @@ def unknown_group_option(argv: list[str], conf: Path) -> str | None:
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    from . import gpu_slots, recipe
+    from . import gpu_slots, interrupt, recipe
 
     if cfg.gpu_slots and _in_multirun():
         gpu = gpu_slots.claim(Path(cfg.paths.cache_dir) / "gpu_slots")
@@ -55,6 +55,10 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             logging.getLogger(__name__).info("job %s runs on GPU %s", cfg.run_name, gpu)
     try:
         result = recipe.run(cfg)
+    except interrupt.Interrupted as err:
+        print(f"d2lora_exp: interrupted: {err}; rerun the same command to resume from the checkpoint "
+              f"({cfg.paths.output_dir})", file=sys.stderr)
+        interrupt.hand_over(err)
     except UserError as err:
         print(f"d2lora_exp: error: {err}", file=sys.stderr)
         if _in_multirun():

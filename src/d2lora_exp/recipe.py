@@ -14,26 +14,28 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from . import modeling, tracking
+from . import interrupt, modeling, tracking
 from .phases import adapt, evaluate, record, warmup
 from .phases.prepare import Plan, prepare
 
 log = logging.getLogger(__name__)
 
 
-def _open_wandb(plan: Plan, warmup_summary: dict | None):
+def _open_wandb(plan: Plan, warmup_summary: dict | None, resume_id: str | None):
     """The run's own W&B run (the warm-up logs to its own, once per cache entry)."""
     cfg = plan.cfg
     return tracking.start(cfg.wandb, plan.out_dir, cfg.run_name, job_type="adapt",
                           tags=[f"init:{plan.init_label}", f"method:{cfg.method.name}", f"task:{plan.task.name}",
                                 f"n:{cfg.data_size}", f"seed:{cfg.seed}"],
-                          config={**OmegaConf.to_container(cfg, resolve=True), "warmup_used": warmup_summary})
+                          config={**OmegaConf.to_container(cfg, resolve=True), "warmup_used": warmup_summary},
+                          run_id=resume_id)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     digest = record.config_hash(cfg)
+    resume_id = record.resumed_wandb_id(out_dir, digest)
     done = record.previous_result(out_dir, digest)
     if done is not None:
         log.info("%s: already complete in %s, skipped", cfg.run_name, out_dir)
@@ -42,29 +44,35 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     rec = record.Record(cfg, out_dir, digest)
     start = time.perf_counter()
     try:
-        with rec.timing("checks"):
-            plan = prepare(cfg, out_dir)
-            rec.update(**plan.summary())
-        with rec.timing("load_model"):
-            model = modeling.load_model(plan.model_source, cfg.model, plan.device, plan.dtype)
+        with interrupt.guard():
+            with rec.timing("checks"):
+                plan = prepare(cfg, out_dir)
+                rec.update(**plan.summary())
+            with rec.timing("load_model"):
+                model = modeling.load_model(plan.model_source, cfg.model, plan.device, plan.dtype)
 
-        warmup_dir = warmup_summary = None
-        if plan.warmup is not None:
-            with rec.timing("warmup"):
-                model, warmup_dir, warmup_summary = warmup.run(plan, model)
-                rec.update(warmup=warmup_summary)
+            warmup_dir = warmup_summary = None
+            if plan.warmup is not None:
+                with rec.timing("warmup"):
+                    model, warmup_dir, warmup_summary = warmup.run(plan, model)
+                    rec.update(warmup=warmup_summary)
+            interrupt.check("after the warm-up")
 
-        rec.wandb_run = _open_wandb(plan, warmup_summary)
-        model, adapted = adapt.run(plan, model, warmup_dir, rec.wandb_run)
-        if adapted is not None:
-            rec.timings.update(init=adapted.pop("init_seconds"), adapt=adapted.pop("seconds"))  # training alone
-            rec.update(adapt=adapted, timings=rec.timings)
+            rec.open_wandb(_open_wandb(plan, warmup_summary, resume_id), resumed=resume_id is not None)
+            model, adapted = adapt.run(plan, model, warmup_dir, rec.wandb_run)
+            if adapted is not None:
+                rec.timings.update(init=adapted.pop("init_seconds"), adapt=adapted.pop("seconds"))  # training alone
+                rec.update(adapt=adapted, timings=rec.timings)
+            interrupt.check("after the adaptation")
 
-        with rec.timing("eval"):
-            metrics, evaluated = evaluate.run(plan, model)
-            rec.update(evaluation=evaluated)
-        rec.timings["total"] = round(time.perf_counter() - start, 2)
-        return rec.complete(metrics, cfg.task.eval.metric)
+            with rec.timing("eval"):
+                metrics, evaluated = evaluate.run(plan, model)
+                rec.update(evaluation=evaluated)
+            rec.timings["total"] = round(time.perf_counter() - start, 2)
+            return rec.complete(metrics, cfg.task.eval.metric)
+    except interrupt.Interrupted as err:
+        rec.interrupted(err)
+        raise
     except BaseException as err:
         rec.fail(err)
         raise

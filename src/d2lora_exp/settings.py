@@ -35,6 +35,16 @@ def _optional(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda v: v is None or test(v)
 
 
+def _every(v: Any) -> bool:
+    from .checkpointing import parse_every
+
+    try:
+        parse_every(v)
+    except ValueError:
+        return False
+    return True
+
+
 RULES: list[Rule] = [
     ("seed", "an integer >= 0", _int(0)),
     ("method.learning_rate", "a number > 0, e.g. 1e-6", _number(0)),
@@ -51,6 +61,9 @@ RULES: list[Rule] = [
     ("train.weight_decay", "a number >= 0", _number(0, strict=False)),
     ("train.dataloader_num_workers", "an integer >= 0", _int(0)),
     ("train.gradient_checkpointing", "true or false", lambda v: isinstance(v, bool)),
+    ("train.checkpoint_every", "'<N>steps' (N >= 1), '<M>min' (M > 0) or null (only on a stop signal)",
+     _every),
+    ("train.checkpoint_keep", "an integer >= 1", _int(1)),
     ("lora.r", "an integer >= 1", _int(1)),
     ("lora.alpha", "a number > 0", _number(0)),
     ("lora.dropout", "a number in [0, 1)", _number(0, strict=False, hi=1)),

@@ -7,6 +7,7 @@ group, job type, tags and the resolved config are set, both phases log under the
 
 from __future__ import annotations
 
+import logging
 import netrc
 import os
 import re
@@ -14,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
+
+from . import interrupt
+
+log = logging.getLogger(__name__)
 
 # Any key that contains a secret-looking word (hf_token, hfToken, WANDB_API_KEY, api-key, passwords, secrets)...
 SECRET_KEY = re.compile(r"token|api[_\-]?key|passw(or)?d|secret", re.IGNORECASE)
@@ -46,6 +51,23 @@ def flatten(obj: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def after_stop(what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+    """A W&B call that must not turn an interruption into a failure.
+
+    On SLURM the stop signal (SIGTERM, the time-limit USR1/USR2) reaches every process of the job, W&B's service
+    process included, which may be gone by the time the run saves its checkpoint and records `interrupted`. Once a
+    stop signal has arrived, a failing W&B call is logged and skipped (the run's files keep what was logged);
+    before that, it raises like any other error."""
+    try:
+        return call(*args, **kwargs)
+    except Exception as err:
+        if interrupt.requested() is None:
+            raise
+        log.warning("W&B %s failed after the stop signal (%s: %s); metrics.json and the checkpoint are unaffected",
+                    what, err.__class__.__name__, err)
+        return None
+
+
 def has_api_key() -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True
@@ -62,7 +84,9 @@ def resolve_mode(mode: str) -> str:
     return mode
 
 
-def start(wandb_cfg: Any, run_dir: Path, name: str, job_type: str, tags: list[str], config: dict):
+def start(wandb_cfg: Any, run_dir: Path, name: str, job_type: str, tags: list[str], config: dict,
+          run_id: str | None = None):
+    """A W&B run; `run_id` continues the run of an interrupted attempt (resumed from its checkpoint)."""
     if not wandb_cfg.enabled or resolve_mode(wandb_cfg.mode) == "disabled":
         return None
     import wandb
@@ -70,7 +94,7 @@ def start(wandb_cfg: Any, run_dir: Path, name: str, job_type: str, tags: list[st
     return wandb.init(
         project=wandb_cfg.project, entity=wandb_cfg.entity, dir=str(run_dir), mode=resolve_mode(wandb_cfg.mode),
         group=wandb_cfg.group, job_type=job_type, name=name, tags=tags + list(wandb_cfg.tags or []),
-        config=flatten(scrub(config)), reinit="finish_previous",
+        config=flatten(scrub(config)), reinit="finish_previous", id=run_id, resume="allow" if run_id else None,
     )
 
 
@@ -88,7 +112,8 @@ class PhaseLogger(TrainerCallback):
         logs = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float))}
         self.history.append({"step": state.global_step, **logs})
         if self.run is not None:
-            self.run.log({f"{self.phase}/{k}": v for k, v in logs.items()} | {f"{self.phase}/step": state.global_step})
+            after_stop("log", self.run.log,
+                       {f"{self.phase}/{k}": v for k, v in logs.items()} | {f"{self.phase}/step": state.global_step})
 
 
 def log_sweep_summary(wandb_cfg: Any, sweep_dir: Path, sweep_name: str, written: dict[str, Any]) -> str | None:

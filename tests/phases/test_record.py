@@ -56,6 +56,16 @@ def test_a_dead_attempt_is_moved_aside_with_everything_it_wrote(tmp_path, status
     assert {p.name for p in tmp_path.iterdir()} == {".hydra", attempt.name}
 
 
+@pytest.mark.parametrize("same_config", [True, False])
+def test_an_interrupted_attempt_leaves_its_checkpoints_only_to_the_same_config(tmp_path, same_config):
+    _write(tmp_path, status="interrupted", config_hash="abc")
+    (tmp_path / "checkpoints" / "adapt" / "checkpoint-6").mkdir(parents=True)
+    assert record.previous_result(tmp_path, "abc" if same_config else "xyz") is None
+    (attempt,) = tmp_path.glob(".attempt-*")
+    assert (tmp_path / "checkpoints").is_dir() == same_config
+    assert (attempt / "checkpoints").is_dir() == (not same_config)  # another config's state is kept, never resumed
+
+
 def test_record_is_rewritten_after_every_update_and_says_why_it_failed(tmp_path):
     rec = record.Record(_cfg(), tmp_path, "abc")
     saved = json.loads((tmp_path / "metrics.json").read_text())

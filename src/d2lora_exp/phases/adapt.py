@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import adapters, inits, tracking, training
+from .. import adapters, checkpointing, inits, training
 from .prepare import Plan, calibration_batches
 
 log = logging.getLogger(__name__)
@@ -37,10 +37,12 @@ def run(plan: Plan, model, warmup_dir: Path | None, wandb_run) -> tuple[Any, dic
     cfg = plan.cfg
     start = {"digest": adapters.live_digest(model), "lora_b_norm": adapters.lora_b_norm(model)}
     log.info("adaptation: %s on %d %s rows", cfg.method.name, len(plan.train_rows), plan.task.name)
-    callback = tracking.PhaseLogger("adapt", wandb_run)
-    trainer = plan.method.build_trainer(model, plan.tokenizer, plan.train_rows, plan.adapt_config, cfg.method, [callback])
-    stats = training.train(trainer, callback)
+    callbacks = training.callbacks("adapt", wandb_run, cfg.train)
+    trainer = plan.method.build_trainer(model, plan.tokenizer, plan.train_rows, plan.adapt_config, cfg.method, callbacks)
+    checkpoints = Path(plan.adapt_config.output_dir)
+    stats = training.train(trainer, "adapt", checkpoints)
     model = trainer.model
     adapter_dir = adapters.save(model, plan.out_dir / "adapter", initial_dir=initial)
+    checkpointing.remove(checkpoints)
     return model, {**stats, "init_seconds": init_seconds, "start": start, "adapter": str(adapter_dir),
                    "digest": adapters.file_digest(adapter_dir), "lora_b_norm": adapters.lora_b_norm(model)}

@@ -62,6 +62,11 @@ class Plan:
                 "torch_threads": torch.get_num_threads()}
 
 
+def adapt_checkpoints(out_dir: Path) -> Path:
+    """The adaptation's checkpoints: inside the run directory, kept when a dead attempt is moved aside."""
+    return out_dir / "checkpoints" / "adapt"
+
+
 def check_data_size(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise UserError(f"data_size={value!r} is not an integer; use an integer >= 0.")
@@ -101,7 +106,7 @@ def prepare(cfg: DictConfig, out_dir: Path) -> Plan:
     tokenizer = modeling.load_tokenizer(model_source, cfg.model)
     modeling.check_target_modules(model_source, cfg.model, OmegaConf.to_container(cfg.lora, resolve=True)["target_modules"])
     train_rows, subset_hash, pool_size = _train_rows(method, task, cfg, n, tokenizer)
-    adapt_config = method.make_config(training.trainer_args(cfg, out_dir / "trainer_adapt", cfg.method, device, dtype),
+    adapt_config = method.make_config(training.trainer_args(cfg, adapt_checkpoints(out_dir), cfg.method, device, dtype),
                                       cfg.method)
     training.check_prompt_lengths(train_rows, tokenizer, adapt_config.max_length, f"{task.name} training")
     warmup_plan = warmup.plan(cfg, tokenizer, model_source, out_dir, device, dtype) if cfg.init.warmup else None

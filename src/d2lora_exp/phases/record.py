@@ -23,16 +23,20 @@ from .. import tracking
 from ..errors import UserError
 from ..files import write_json_atomic
 from ..fingerprint import stable_hash
+from ..training import RECIPE_ONLY
 
 # Where results land and how they are logged does not change what a run computes.
 NOT_PART_OF_THE_RESULT = ("paths", "wandb", "sweep_name", "hydra", "gpu_slots")
-KEEP = {".hydra", "d2lora_exp.log"}  # written by Hydra for this attempt before the run starts
+KEEP = {".hydra", "d2lora_exp.log"}
+CHECKPOINTS = "checkpoints"  # written by Hydra for this attempt before the run starts
 
 
 def config_hash(cfg: DictConfig) -> str:
     data = OmegaConf.to_container(cfg, resolve=True)
     for key in NOT_PART_OF_THE_RESULT:
         data.pop(key, None)
+    for key in RECIPE_ONLY:  # when checkpoints are saved changes no number: a resume may change it
+        data.get("train", {}).pop(key, None)
     return stable_hash(data)
 
 
@@ -54,10 +58,28 @@ def previous_result(out_dir: Path, digest: str) -> dict[str, Any] | None:
         )
     attempt = out_dir / f".attempt-{time.strftime('%Y%m%d-%H%M%S')}"
     attempt.mkdir()
+    # The checkpoints of an interrupted attempt of this same config are where the next attempt resumes.
+    keep = KEEP | ({CHECKPOINTS} if data.get("config_hash") == digest else set())
     for item in out_dir.iterdir():
-        if item.name not in KEEP and not item.name.startswith(".attempt-"):
+        if item.name not in keep and not item.name.startswith(".attempt-"):
             shutil.move(str(item), attempt / item.name)
     return None
+
+
+def resumed_wandb_id(out_dir: Path, digest: str) -> str | None:
+    """The W&B run of an unfinished attempt of this config that left a checkpoint: the resumed run logs on
+    into it (same id) instead of starting a second run for one result. Read before previous_result moves it."""
+    from ..checkpointing import latest
+
+    try:
+        data = json.loads((out_dir / "metrics.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if data.get("status") == "complete" or data.get("config_hash") != digest:
+        return None
+    if latest(out_dir / CHECKPOINTS / "adapt") is None:
+        return None
+    return (data.get("wandb_run") or {}).get("id")
 
 
 class Record:
@@ -88,15 +110,27 @@ class Record:
         self.update(metrics=metrics, metric=metric, score=metrics.get(metric), status="complete")
         if self.wandb_run is not None:
             d = self.data
-            self.wandb_run.summary.update({"data_size": d["data_size"], "init": d["init"], "method": d["method"],
-                                           "task": d["task"], "seed": d["seed"],
-                                           **{f"eval/{k}": v for k, v in metrics.items()},
-                                           **{f"time/{k}": v for k, v in self.timings.items()}})
+            summary = {"data_size": d["data_size"], "init": d["init"], "method": d["method"], "task": d["task"],
+                       "seed": d["seed"], **{f"eval/{k}": v for k, v in metrics.items()},
+                       **{f"time/{k}": v for k, v in self.timings.items()}}
+            tracking.after_stop("summary", self.wandb_run.summary.update, summary)
         return self.data
 
     def fail(self, err: BaseException) -> None:
         self.update(status="failed", error=f"{err.__class__.__name__}: {err}")
 
+    def interrupted(self, err: BaseException) -> None:
+        """Stopped by a signal after saving what it had: a rerun of the same config resumes it."""
+        self.update(status="interrupted", error=str(err))
+        if self.wandb_run is not None:
+            tracking.after_stop("mark_preempting", self.wandb_run.mark_preempting)
+
+    def open_wandb(self, run, resumed: bool) -> None:
+        """`resumed`: the run continues an interrupted attempt's W&B run (W&B offline cannot tell by itself)."""
+        self.wandb_run = run
+        if run is not None:
+            self.update(wandb_run={"id": run.id, "name": run.name, "resumed": resumed})
+
     def close(self) -> None:
         if self.wandb_run is not None:
-            self.wandb_run.finish(exit_code=0 if self.data.get("status") == "complete" else 1)
+            tracking.after_stop("finish", self.wandb_run.finish, exit_code=0 if self.data.get("status") == "complete" else 1)

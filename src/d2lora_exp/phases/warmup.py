@@ -20,7 +20,7 @@ import torch
 from datasets import Dataset
 from omegaconf import DictConfig, OmegaConf
 
-from .. import adapters, chat, inits, modeling, tracking, training
+from .. import adapters, chat, checkpointing, inits, interrupt, modeling, tracking, training
 from ..build_once import build_once, read_record
 from ..data import sources
 from ..errors import UserError
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 WHAT = "warm-up data (orpo-dpo-mix-40k schema)"
 FORMAT_VERSION = 2  # 2: entries built by build_once (digest-checked), models keyed by content
 RECORD = "warmup.json"
+WANDB_ID = "wandb_run_id"
 
 
 @dataclass
@@ -85,7 +86,8 @@ def key_material(cfg: DictConfig, model_source: str, dtype_name: str) -> dict[st
                         if base in inits.NEEDS_CALIBRATION else None),
         "data": data,
         "warmup": warm,
-        "train": OmegaConf.to_container(cfg.train, resolve=True),
+        "train": {k: v for k, v in OmegaConf.to_container(cfg.train, resolve=True).items()
+                  if k not in training.RECIPE_ONLY},
         "seed": int(cfg.seed),
         "versions": library_versions(),
     }
@@ -94,11 +96,17 @@ def key_material(cfg: DictConfig, model_source: str, dtype_name: str) -> dict[st
 def plan(cfg: DictConfig, tokenizer, model_source: str, out_dir: Path, device: str, dtype: torch.dtype) -> WarmupPlan:
     """The warm-up's rows and TRL config, checked like the adaptation's (prepare phase)."""
     rows = sft_rows(load_pool(cfg.warmup), tokenizer)
-    args = training.trainer_args(cfg, out_dir / "trainer_warmup", cfg.warmup, device, dtype)
+    material = key_material(cfg, model_source, str(dtype).removeprefix("torch."))
+    args = training.trainer_args(cfg, checkpoint_dir(cfg, stable_hash(material)), cfg.warmup, device, dtype)
     config = get_method("sft").make_config(args, cfg.method)
     training.check_prompt_lengths(rows, tokenizer, config.max_length, "warm-up")
-    return WarmupPlan(rows=rows, trl_config=config,
-                      material=key_material(cfg, model_source, str(dtype).removeprefix("torch.")))
+    return WarmupPlan(rows=rows, trl_config=config, material=material)
+
+
+def checkpoint_dir(cfg: DictConfig, key: str) -> Path:
+    """The warm-up's checkpoints, beside the cache entry (not inside its temporary build directory, which a
+    killed build leaves behind): whichever job builds this key next resumes from them."""
+    return Path(cfg.paths.cache_dir) / "checkpoints" / f"warmup-{key}"
 
 
 def _train(plan, model, target: Path):
@@ -107,24 +115,36 @@ def _train(plan, model, target: Path):
 
     cfg, warm = plan.cfg, plan.warmup
     log.info("warm-up %s: SFT of fresh LoRA on %d general rows", warm.key, len(warm.rows))
+    checkpoints = Path(warm.trl_config.output_dir)
+    # A resumed warm-up logs on into the W&B run of the attempt that wrote the checkpoint.
+    wandb_id = (checkpoints / WANDB_ID).read_text().strip() if checkpointing.latest(checkpoints) else None
     wrun = tracking.start(cfg.wandb, plan.out_dir, f"warmup-{warm.key[:8]}-s{cfg.seed}", job_type="warmup",
-                          tags=[f"warmup:{warm.key}", f"seed:{cfg.seed}"], config=warm.material)
+                          tags=[f"warmup:{warm.key}", f"seed:{cfg.seed}"], config=warm.material, run_id=wandb_id)
+    finished = False
     try:
+        if wrun is not None:
+            checkpoints.mkdir(parents=True, exist_ok=True)
+            (checkpoints / WANDB_ID).write_text(wrun.id)
         initial = target / "initial" if plan.init_base in inits.REWRITES_BASE else None
         model = inits.create(model, cfg.lora, plan.init_base, int(cfg.seed), calibration_batches(plan), initial)
-        callback = tracking.PhaseLogger("warmup", wrun)
-        trainer = get_method("sft").build_trainer(model, plan.tokenizer, warm.rows, warm.trl_config, cfg.method, [callback])
-        stats = training.train(trainer, callback)
+        callbacks = training.callbacks("warmup", wrun, cfg.train)
+        trainer = get_method("sft").build_trainer(model, plan.tokenizer, warm.rows, warm.trl_config, cfg.method, callbacks)
+        stats = training.train(trainer, "warmup", checkpoints)
         adapters.save(model, target, initial_dir=initial)
+        finished = True
         if initial is not None:
             shutil.rmtree(initial)
             # The base in memory is the residual W - BA: reload the original for what follows.
             model = modeling.load_model(plan.model_source, cfg.model, plan.device, plan.dtype)
         else:
             model = model.unload()  # back to the clean base; later phases load the saved adapter
+    except interrupt.Interrupted:
+        if wrun is not None:
+            tracking.after_stop("mark_preempting", wrun.mark_preempting)  # W&B: preempted, resumed under this id
+        raise
     finally:
         if wrun is not None:
-            wrun.finish()
+            tracking.after_stop("finish", wrun.finish, exit_code=0 if finished else 1)
     record = {"key": warm.key, "material": warm.material, **stats, "rows": len(warm.rows),
               "trained_by": str(plan.out_dir), "wandb_run": {"id": wrun.id, "name": wrun.name} if wrun else None}
     write_json_atomic(target / RECORD, record)
@@ -135,6 +155,7 @@ def run(plan, model) -> tuple[Any, Path, dict[str, Any]]:
     """(the clean base model, the warm-up adapter dir, what metrics.json records about the warm-up)."""
     target = Path(plan.cfg.paths.cache_dir) / "warmups" / plan.warmup.key
     built = build_once(target, plan.warmup.key, functools.partial(_train, plan, model))
+    checkpointing.remove(Path(plan.warmup.trl_config.output_dir))
     record = read_record(built.path, RECORD)
     summary = {k: record.get(k) for k in ("key", "train_loss", "first_loss", "last_loss", "steps", "rows", "trained_by",
                                            "wandb_run")}

@@ -1,0 +1,122 @@
+"""Checkpoints inside a training phase, so that a killed, preempted or timed-out run resumes where it was.
+
+The Trainer's own checkpoint holds what an exact resume needs: the adapter, optimizer, scheduler and RNG
+states, and the step (the data position: the Trainer skips the batches already seen). What it lacks is a mark
+that the checkpoint was written to the end (a kill can come halfway through a save) and the running loss sum
+(the Trainer restarts its average at the resume point). `CheckpointCallback` adds both in
+`d2lora_checkpoint.json`, with the sha256 of every file; `latest()` only returns a checkpoint whose files all
+match it. When is set by `train.checkpoint_every` ("500steps", "30min", null = only on a stop signal) and how
+many are kept by `train.checkpoint_keep`; a phase removes its checkpoints once its result is saved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from . import interrupt
+from .files import write_json_atomic
+from .fingerprint import dir_digests
+
+log = logging.getLogger(__name__)
+
+MARK = "d2lora_checkpoint.json"
+EVERY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(steps?|min)\s*$")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    steps: int | None = None
+    minutes: float | None = None
+    keep: int = 2
+
+
+def parse_every(value: Any) -> tuple[int | None, float | None]:
+    """`500steps` -> (500, None), `30min` -> (None, 30.0), null -> (None, None). ValueError names the forms."""
+    if value is None:
+        return None, None
+    match = EVERY.match(str(value))
+    if not match or float(match.group(1)) <= 0 or (match.group(2).startswith("step") and "." in match.group(1)):
+        raise ValueError(f"{value!r}: use '<N>steps' (N >= 1), '<M>min' (M > 0) or null (only on a stop signal)")
+    number, unit = match.groups()
+    return (int(number), None) if unit.startswith("step") else (None, float(number))
+
+
+def schedule(train_cfg: Any) -> Schedule:
+    steps, minutes = parse_every(train_cfg.get("checkpoint_every"))
+    return Schedule(steps=steps, minutes=minutes, keep=int(train_cfg.get("checkpoint_keep", 2)))
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    step: int
+    loss_sum: float
+
+
+def _read(path: Path) -> Checkpoint | None:
+    try:
+        mark = json.loads((path / MARK).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    files = {k: v for k, v in dir_digests(path).items() if k != MARK}
+    if files != mark.get("files"):
+        log.warning("%s: incomplete or damaged (its files differ from the ones recorded); not resumed from", path)
+        return None
+    return Checkpoint(path, int(mark["step"]), float(mark["loss_sum"]))
+
+
+def latest(directory: Path) -> Checkpoint | None:
+    """The newest checkpoint under `directory` that was written to the end, or None."""
+    found = sorted(Path(directory).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for path in found:
+        checkpoint = _read(path)
+        if checkpoint is not None:
+            return checkpoint
+    return None
+
+
+def remove(directory: Path) -> None:
+    """A phase's checkpoints, once its final result is saved (they are large and now useless); the parent
+    `checkpoints/` goes too once it is empty."""
+    directory = Path(directory)
+    shutil.rmtree(directory, ignore_errors=True)
+    with contextlib.suppress(OSError):  # not empty (another phase's or job's checkpoints) or already gone
+        directory.parent.rmdir()
+
+
+class CheckpointCallback(TrainerCallback):
+    """Saves on the schedule and on a stop signal (then stops the trainer); marks each finished save."""
+
+    def __init__(self, plan: Schedule, loss_before: float = 0.0) -> None:
+        self.plan = plan
+        self.loss_before = loss_before  # the loss sum of the steps before the checkpoint this phase resumed from
+        self.trainer = None  # set by training.train: the running loss sum lives on the trainer
+        self._last_save = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        due = (self.plan.steps is not None and state.global_step % self.plan.steps == 0) or (
+            self.plan.minutes is not None and time.monotonic() - self._last_save >= self.plan.minutes * 60)
+        if interrupt.requested() is not None:
+            control.should_save = control.should_training_stop = True
+        elif due and state.global_step < state.max_steps:  # the last step's result is the phase's own output
+            control.should_save = True
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        loss = self.trainer._total_loss_scalar + float(self.trainer._tr_loss.item())
+        write_json_atomic(path / MARK, {"step": state.global_step, "loss_sum": self.loss_before + loss,
+                                        "files": dir_digests(path)})
+        self._last_save = time.monotonic()
+        log.info("checkpoint at step %d/%d -> %s", state.global_step, state.max_steps, path)
+        return control

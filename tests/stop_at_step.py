@@ -1,0 +1,29 @@
+"""`python tests/stop_at_step.py <phase>:<step>:<KILL|TERM|USR1|USR2> [d2lora_exp overrides...]`
+
+Runs the real entry point, and sends the signal to itself at the end of optimizer step <step> of the phase
+(warmup or adapt), as a cluster would at any moment: KILL dies on the spot (the latest periodic checkpoint is all
+that is left), TERM/USR1/USR2 are caught by the run. Test code only: the product has no such hook.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from d2lora_exp import tracking
+from d2lora_exp.__main__ import main
+
+phase, step, name = sys.argv.pop(1).split(":")
+original = tracking.PhaseLogger.on_step_end
+
+
+def on_step_end(self, args, state, control, **kwargs):
+    if self.phase == phase and state.global_step == int(step):
+        sys.stderr.flush()
+        os.kill(os.getpid(), getattr(signal, f"SIG{name}"))
+    return original(self, args, state, control, **kwargs)
+
+
+tracking.PhaseLogger.on_step_end = on_step_end
+main()
