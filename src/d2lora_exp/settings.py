@@ -51,6 +51,7 @@ RULES: list[Rule] = [
     ("train.weight_decay", "a number >= 0", _number(0, strict=False)),
     ("train.dataloader_num_workers", "an integer >= 0", _int(0)),
     ("train.gradient_checkpointing", "true or false", lambda v: isinstance(v, bool)),
+    ("train.overlong", "drop, truncate or error", lambda v: v in ("drop", "truncate", "error")),
     ("lora.r", "an integer >= 1", _int(1)),
     ("lora.alpha", "a number > 0", _number(0)),
     ("lora.dropout", "a number in [0, 1)", _number(0, strict=False, hi=1)),
@@ -60,6 +61,8 @@ RULES: list[Rule] = [
     ("calibration.rows", "an integer >= 1", _int(1)),
     ("calibration.batch_size", "an integer >= 1", _int(1)),
     ("task.train.subset_seed", "an integer >= 0", _int(0)),
+    ("wandb.mode", "auto, online, offline or disabled", lambda v: v in ("auto", "online", "offline", "disabled")),
+    ("wandb.probe_timeout_s", "a number > 0 (seconds)", _number(0)),
 ]
 
 

@@ -40,6 +40,7 @@ class WarmupPlan:
     rows: Dataset
     trl_config: Any
     material: dict[str, Any]
+    overlong_rows: int  # dropped or cut by train.overlong
 
     @property
     def key(self) -> str:
@@ -96,8 +97,8 @@ def plan(cfg: DictConfig, tokenizer, model_source: str, out_dir: Path, device: s
     rows = sft_rows(load_pool(cfg.warmup), tokenizer)
     args = training.trainer_args(cfg, out_dir / "trainer_warmup", cfg.warmup, device, dtype)
     config = get_method("sft").make_config(args, cfg.method)
-    training.check_prompt_lengths(rows, tokenizer, config.max_length, "warm-up")
-    return WarmupPlan(rows=rows, trl_config=config,
+    rows, overlong = training.fit_rows(rows, tokenizer, config.max_length, cfg.train.overlong, "warm-up")
+    return WarmupPlan(rows=rows, trl_config=config, overlong_rows=overlong,
                       material=key_material(cfg, model_source, str(dtype).removeprefix("torch.")))
 
 
@@ -107,8 +108,8 @@ def _train(plan, model, target: Path):
 
     cfg, warm = plan.cfg, plan.warmup
     log.info("warm-up %s: SFT of fresh LoRA on %d general rows", warm.key, len(warm.rows))
-    wrun = tracking.start(cfg.wandb, plan.out_dir, f"warmup-{warm.key[:8]}-s{cfg.seed}", job_type="warmup",
-                          tags=[f"warmup:{warm.key}", f"seed:{cfg.seed}"], config=warm.material)
+    wrun = tracking.start(cfg.wandb, plan.wandb_mode, plan.out_dir, f"warmup-{warm.key[:8]}-s{cfg.seed}",
+                          job_type="warmup", tags=[f"warmup:{warm.key}", f"seed:{cfg.seed}"], config=warm.material)
     try:
         initial = target / "initial" if plan.init_base in inits.REWRITES_BASE else None
         model = inits.create(model, cfg.lora, plan.init_base, int(cfg.seed), calibration_batches(plan), initial)
@@ -116,6 +117,7 @@ def _train(plan, model, target: Path):
         trainer = get_method("sft").build_trainer(model, plan.tokenizer, warm.rows, warm.trl_config, cfg.method, [callback])
         stats = training.train(trainer, callback)
         adapters.save(model, target, initial_dir=initial)
+        adapters.require_finite(target, "the warm-up diverged, so nothing was cached: lower warmup.learning_rate.")
         if initial is not None:
             shutil.rmtree(initial)
             # The base in memory is the residual W - BA: reload the original for what follows.
