@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import math
 import os
+import re
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
+from omegaconf import open_dict
 
-from d2lora_exp import recipe
+from d2lora_exp import recipe, tiny_model
+from d2lora_exp.build_once import MARKER
+from d2lora_exp.data import build as data_build
 from d2lora_exp.errors import UserError
+from d2lora_exp.files import read_jsonl, write_jsonl
+from d2lora_exp.fingerprint import dir_digests
+from d2lora_exp.phases.record import config_hash
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,7 +47,15 @@ def _no_training(monkeypatch):
         (["task=titles", "data_size=301"], r"exceeds the 300 rows of the titles training pool"),
         (["device=cuda"], r"device=cuda was requested but no CUDA GPU.*pass device=cpu"),
         (["task=titles", "method=dpo"], r"task 'titles' has no preference pairs.*use method=sft"),
-        (["method=orpo", "train.max_length=64"], r"prompts of >= train.max_length=64 tokens.*Raise train.max_length"),
+        (["method=orpo", "train.max_length=64"],
+         r"all 8 math training rows are longer than train.max_length=64 tokens \(prompt \+ answer, shortest \d+\), so "
+         r"train.overlong=drop leaves nothing to train on: raise train.max_length"),
+        (["method=orpo", "train.max_length=64", "train.overlong=error"],
+         r"8 of 8 math training rows are longer than train.max_length=64 tokens .*set train.overlong=drop or truncate"),
+        (["init=d2lora", "+warmup.args.max_length=64", "train.overlong=error"], r"\d+ of 12 warm-up rows are longer than"),
+        (["train.overlong=cut"], r"train.overlong='cut' is not valid: use drop, truncate or error"),
+        (["wandb.mode=onlin"], r"wandb.mode='onlin' is not valid: use auto, online, offline or disabled"),
+        (["wandb.probe_timeout_s=0"], r"wandb.probe_timeout_s=0 is not valid: use a number > 0"),
         (["init=d2lora", "warmup.size=100000"], r"exceeds the \d+ rows of the warm-up pool"),
         (["init=d2lora", "method=dpo", "method.reference=parent"], r"method.reference='parent': use init .* or base"),
         (["init=pissa", "method=dpo", "method.reference=base"], r"rewrites the base weights.*Use method.reference=init"),
@@ -112,10 +133,18 @@ def test_unknown_warmup_setting_is_rejected_before_training(make_cfg, monkeypatc
         recipe.run(make_cfg("init=d2lora", "+warmup.args.packin=true"))
 
 
-def _cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "D2LORA_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "offline"}
-    return subprocess.run([sys.executable, "-m", "d2lora_exp", *args, f"hydra.run.dir={tmp_path / 'run'}"],
+def _cli(*args: str, tmp_path: Path, run_dir: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "D2LORA_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "offline", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "d2lora_exp", *args, f"hydra.run.dir={run_dir or tmp_path / 'run'}"],
                           capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+
+
+def _one_error_line(proc: subprocess.CompletedProcess) -> str:
+    """The run was refused the project's way: exit code 2, no traceback, one `d2lora_exp: error:` line."""
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("d2lora_exp: error:")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    return errors[0]
 
 
 @pytest.mark.e2e
@@ -145,3 +174,225 @@ def test_cli_user_error_is_one_line_without_traceback(tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("d2lora_exp: error:")]
     assert errors == ["d2lora_exp: error: data_size=-3 is negative; use an integer >= 0 (0 evaluates the initialisation)."]
     assert "Traceback" not in proc.stderr
+
+
+# --- the model directory ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content", ['{"architectures": ["LlamaForCausalLM"], "hidden_si', "{}", ""])
+def test_corrupted_model_config_is_one_line_naming_the_file(make_cfg, monkeypatch, tmp_path, content):
+    """A local model whose config.json was cut short (a copy interrupted on a cluster, a full disk) or emptied."""
+    model_dir = tiny_model.build(tmp_path / "copy")
+    (model_dir / "config.json").write_text(content)
+    _no_training(monkeypatch)
+    with pytest.raises(UserError, match=re.escape(f"{model_dir / 'config.json'} is missing or not a valid model config")):
+        recipe.run(make_cfg("model.build=null", f"model.name_or_path={model_dir}"))
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_smoke_model_is_built_only_in_the_cache(make_cfg, monkeypatch, cache_dir, tmp_path, existing):
+    """experiment=smoke builds its random model at model.name_or_path: a mistyped path must not become a new random
+    model that the run silently trains, and a real model directory named by mistake must not be replaced by one."""
+    tiny_model.build(cache_dir / "models" / "tiny-llama")  # what the other tests use (reused if built): suggested
+    target = tmp_path / "models" / "my-llama"
+    if existing:
+        target.mkdir(parents=True)
+        (target / "model.safetensors").write_bytes(b"my own weights")
+    cfg = make_cfg()
+    with open_dict(cfg):
+        cfg.model.name_or_path = str(target)
+    _no_training(monkeypatch)
+    with pytest.raises(UserError, match=rf"builds the random smoke model only under {re.escape(str(cache_dir))}/models/ "
+                                        rf"and model.name_or_path='{re.escape(str(target))}' is outside it: the models "
+                                        rf"built there are .*{re.escape(str(cache_dir / 'models' / 'tiny-llama'))}.*"
+                                        "set model.build=null"):
+        recipe.run(cfg)
+    assert (target / "model.safetensors").read_bytes() == b"my own weights" if existing else not target.exists()
+
+
+# --- where the run writes --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("which", ["output_dir", "cache_dir"])
+@pytest.mark.parametrize("how", ["under_a_file", "read_only"])
+def test_unwritable_output_or_cache_dir_fails_before_the_model_loads(make_cfg, monkeypatch, tmp_path, which, how):
+    """A path under a regular file is real on any machine. A read-only mount cannot be made without privileges (and
+    chmod does not stop root), so the probe's file creation fails the way it does on one: OSError(EROFS)."""
+    if how == "under_a_file":
+        (tmp_path / "a_file").write_text("")
+        target = tmp_path / "a_file" / which
+    else:
+        target = tmp_path / which
+        target.mkdir()
+        real = tempfile.TemporaryFile
+
+        def read_only_mount(*args, dir=None, **kwargs):
+            if dir is not None and Path(dir) == target:
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dir))
+            return real(*args, dir=dir, **kwargs)
+
+        monkeypatch.setattr(tempfile, "TemporaryFile", read_only_mount)
+    cfg = make_cfg()
+    with open_dict(cfg):
+        cfg.paths[which] = str(target)
+    _no_training(monkeypatch)
+    reason = "a file, not a directory" if how == "under_a_file" else os.strerror(errno.EROFS)
+    with pytest.raises(UserError, match=rf"{re.escape(str(target))} is not writable \(.*{reason}\): point paths.{which}"):
+        recipe.run(cfg)
+
+
+@pytest.mark.e2e
+def test_cli_run_dir_under_a_file_is_one_line(tmp_path):
+    """Hydra creates the run directory before the run starts; its OSError traceback is replaced by one line."""
+    (tmp_path / "a_file").write_text("")
+    proc = _cli("experiment=smoke", tmp_path=tmp_path, run_dir=tmp_path / "a_file" / "run")
+    assert _one_error_line(proc) == (f"d2lora_exp: error: {tmp_path / 'a_file' / 'run'} is not writable ({tmp_path / 'a_file'} "
+                                     "is a file, not a directory): point hydra.run.dir at a directory this job can write.")
+
+
+# --- over-long rows (train.overlong) ---------------------------------------------------------------------------
+
+LONG = " Please read this carefully." * 20  # 560 byte-level tokens: over train.max_length=384 below
+
+
+def _overlong_data(make_cfg, tmp_path: Path) -> list[str]:
+    """An 8-row math pool (rows 0-2: long prompts; row 3: a long rejected answer only) and a 6-row warm-up pool
+    (rows 0-1: a long user turn), as overrides."""
+    cfg = make_cfg()
+    data_build.ensure(cfg.data)
+    math_rows = read_jsonl(Path(cfg.data.math_train.path))[:8]
+    for row in math_rows[:3]:
+        row["prompt"] += LONG
+    math_rows[3]["rejected"] += LONG
+    math_rows[3]["full_rejected"] += LONG
+    chats = [r for r in read_jsonl(Path(cfg.data.warmup.path)) if r["source"] not in cfg.warmup.drop_sources][:6]
+    for row in chats[:2]:
+        row["chosen"][0]["content"] += LONG
+    write_jsonl(tmp_path / "math.jsonl", math_rows)
+    write_jsonl(tmp_path / "chats.jsonl", chats)
+    return [f"data.math_train.path={tmp_path / 'math.jsonl'}", f"data.warmup.path={tmp_path / 'chats.jsonl'}",
+            "train.max_length=384", "train.per_device_train_batch_size=1", "data_size=8"]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("policy, kept, warmup_kept", [("drop", 5, 4), ("truncate", 8, 6)])
+def test_overlong_rows_are_dropped_or_cut_counted_and_recorded(make_cfg, tmp_path, caplog, policy, kept, warmup_kept):
+    """SFT counts prompt + completion (rows 0-2 of the pool; row 3's long answer is a rejected one, not learnt by
+    SFT); with one row a step, the steps prove which rows were trained on."""
+    cfg = make_cfg("init=d2lora", "warmup.size=null", f"train.overlong={policy}", *_overlong_data(make_cfg, tmp_path))
+    with caplog.at_level(logging.INFO, logger="d2lora_exp"):
+        saved = recipe.run(cfg)
+    assert saved["status"] == "complete"
+    assert saved["overlong"] == {"policy": policy, "adapt": 3, "warmup": 2}
+    assert (saved["data_size"], saved["train_rows"], saved["adapt"]["steps"]) == (8, kept, kept)
+    assert (saved["warmup_rows"], saved["warmup"]["rows"], saved["warmup"]["steps"]) == (warmup_kept,) * 3
+    assert math.isfinite(saved["adapt"]["train_loss"]) and math.isfinite(saved["warmup"]["train_loss"])
+    verb = "dropped" if policy == "drop" else "cut"
+    lines = [r.getMessage() for r in caplog.records if "longer than train.max_length" in r.getMessage()]
+    assert lines == [f"math training: {verb} 3 of 8 rows longer than train.max_length=384 tokens (train.overlong={policy})",
+                     f"warm-up: {verb} 2 of 6 rows longer than train.max_length=384 tokens (train.overlong={policy})"]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("method, policy, kept", [("dpo", "drop", 4), ("orpo", "truncate", 8)])
+def test_overlong_preference_rows_count_chosen_and_rejected(make_cfg, tmp_path, method, policy, kept):
+    """Row 3 fits with its chosen answer but not with its rejected one: for DPO/ORPO it is over-long too."""
+    cfg = make_cfg(f"method={method}", f"train.overlong={policy}",
+                   *_overlong_data(make_cfg, tmp_path))
+    saved = recipe.run(cfg)
+    assert saved["overlong"] == {"policy": policy, "adapt": 4, "warmup": None}
+    assert (saved["train_rows"], saved["adapt"]["steps"]) == (kept, kept)
+    assert math.isfinite(saved["adapt"]["train_loss"])  # no prompt filled max_length (ORPO would train on NaN)
+
+
+def test_overlong_policy_changes_the_config_hash_not_the_trl_config(make_cfg):
+    from d2lora_exp import training
+
+    drop, cut = make_cfg("train.overlong=drop"), make_cfg("train.overlong=truncate")
+    assert config_hash(drop) != config_hash(cut)
+    assert "overlong" not in training.trainer_args(drop, Path("x"), drop.method, "cpu", __import__("torch").float32)
+
+
+# --- W&B without network ---------------------------------------------------------------------------------------
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+DUMMY_KEY = "0123456789abcdef0123456789abcdef01234567"  # 40 characters, like a real key
+
+
+@pytest.fixture
+def wandb_unreachable(monkeypatch) -> str:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("WANDB_API_KEY", DUMMY_KEY)
+    monkeypatch.setenv("WANDB_BASE_URL", url)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    return url
+
+
+@pytest.mark.e2e
+def test_wandb_auto_with_a_key_and_no_server_runs_offline(make_cfg, wandb_unreachable, caplog):
+    cfg = make_cfg("wandb.mode=auto", "wandb.probe_timeout_s=2")
+    started = time.perf_counter()
+    with caplog.at_level(logging.INFO, logger="d2lora_exp"):
+        saved = recipe.run(cfg)
+    assert time.perf_counter() - started < 120  # online, wandb retried for minutes, then killed the run
+    assert saved["status"] == "complete" and saved["wandb_mode"] == "offline" and saved["timings"]["checks"] < 30
+    assert [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()] == [
+        f"W&B server {wandb_unreachable} unreachable within 2s: this run logs offline (sync later with `wandb sync`)"]
+    out = Path(cfg.paths.output_dir)
+    assert list((out / "wandb").glob("offline-run-*"))
+    for path in out.rglob("*"):
+        assert not path.is_file() or DUMMY_KEY.encode() not in path.read_bytes(), path
+
+
+def test_wandb_online_without_its_server_is_refused_before_the_model_loads(make_cfg, monkeypatch, wandb_unreachable):
+    _no_training(monkeypatch)
+    with pytest.raises(UserError, match=rf"W&B server {re.escape(wandb_unreachable)} unreachable within 0.5s "
+                                        r"\(wandb.mode=online\): use wandb.mode=offline \(sync later with `wandb sync`\) or auto"):
+        recipe.run(make_cfg("wandb.mode=online", "wandb.probe_timeout_s=0.5"))
+
+
+@pytest.mark.e2e
+def test_cli_wandb_online_without_its_server_is_one_line(tmp_path):
+    url = f"http://127.0.0.1:{_closed_port()}"
+    proc = _cli("experiment=smoke", "wandb.mode=online", "wandb.probe_timeout_s=0.5", tmp_path=tmp_path,
+                env={"WANDB_API_KEY": DUMMY_KEY, "WANDB_BASE_URL": url})
+    assert _one_error_line(proc).startswith(f"d2lora_exp: error: W&B server {url} unreachable within 0.5s")
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["status"] == "failed" and "load_model" not in saved.get("timings", {})
+
+
+# --- non-finite weights ----------------------------------------------------------------------------------------
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("data_size", [8, 0])
+def test_cached_warmup_with_non_finite_weights_is_refused(make_cfg, tmp_path, data_size):
+    """A warm-up entry holding NaN, its COMPLETE.json digests rewritten to match (so only a finiteness check can
+    tell): no run may train from it (data_size=8) or evaluate it (data_size=0)."""
+    from safetensors.torch import load_file, save_file
+
+    def cfg_for(out: str):
+        cfg = make_cfg("init=d2lora", f"data_size={data_size}", out=out)
+        with open_dict(cfg):
+            cfg.paths.cache_dir = str(tmp_path / "own_cache")  # never poison the session's shared warm-ups
+            cfg.model.name_or_path = str(tmp_path / "own_cache" / "models" / "tiny-llama")
+        return cfg
+
+    entry = Path(recipe.run(cfg_for("first"))["warmup"]["adapter"])
+    weights = entry / "adapter_model.safetensors"
+    tensors = load_file(str(weights))
+    name = sorted(tensors)[0]
+    tensors[name].view(-1)[0] = float("nan")
+    save_file(tensors, str(weights))
+    marker = json.loads((entry / MARKER).read_text())
+    marker["files"] = {k: v for k, v in dir_digests(entry).items() if k != MARKER}
+    (entry / MARKER).write_text(json.dumps(marker))
+
+    cfg = cfg_for("second")
+    with pytest.raises(UserError, match=rf"{re.escape(str(weights))} holds non-finite weights \(NaN or inf in 1 tensors, "
+                                        rf"first {re.escape(name)}\): remove {re.escape(str(entry))}"):
+        recipe.run(cfg)
+    saved = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    assert saved["status"] == "failed" and saved["warmup"]["reused"] and "adapt" not in saved

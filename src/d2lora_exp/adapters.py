@@ -14,6 +14,8 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict
 from transformers import set_seed
 
+from .errors import UserError
+
 ADAPTER_NAME = "default"
 
 
@@ -31,7 +33,24 @@ def fresh(model, lora_cfg: Any, seed: int) -> PeftModel:
     return get_peft_model(model, lora_config(lora_cfg), adapter_name=ADAPTER_NAME)
 
 
+def require_finite(adapter_dir: str | Path, fix: str) -> None:
+    """Never train from, evaluate or cache non-finite weights. A NaN or inf in an adapter whose file digest is valid
+    (written that way: a diverged warm-up, a bug, another version) would otherwise train to NaN losses and score
+    garbage, silently, in every run that starts from it."""
+    from safetensors.torch import load_file
+
+    path = Path(adapter_dir) / "adapter_model.safetensors"
+    bad = sorted(k for k, t in load_file(str(path)).items() if not torch.isfinite(t).all())
+    if bad:
+        raise UserError(f"{path} holds non-finite weights (NaN or inf in {len(bad)} tensors, first {bad[0]}): {fix}")
+
+
+def _cached_entry_fix(adapter_dir: str | Path) -> str:
+    return f"remove {adapter_dir} (the next run trains it again)."
+
+
 def load_trainable(model, adapter_dir: str | Path) -> PeftModel:
+    require_finite(adapter_dir, _cached_entry_fix(adapter_dir))
     peft_model = PeftModel.from_pretrained(model, str(adapter_dir), adapter_name=ADAPTER_NAME, is_trainable=True)
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     if trainable == 0:  # a silently frozen adapter would "train" and change nothing
@@ -40,6 +59,7 @@ def load_trainable(model, adapter_dir: str | Path) -> PeftModel:
 
 
 def load_frozen(model, adapter_dir: str | Path) -> PeftModel:
+    require_finite(adapter_dir, _cached_entry_fix(adapter_dir))
     return PeftModel.from_pretrained(model, str(adapter_dir), adapter_name=ADAPTER_NAME, is_trainable=False)
 
 

@@ -1,4 +1,4 @@
-"""Where the Hydra configs live and the OmegaConf resolvers they use.
+"""Where the Hydra configs live, the OmegaConf resolvers they use, and the check of Hydra's output directory.
 
 Configs sit at the repository top level (`conf/`) for editing; a wheel carries them inside the
 package (`d2lora_exp/conf`, see pyproject). Importing this module registers the resolvers, so any
@@ -7,9 +7,12 @@ code that composes the configs (the entry point, tests, notebooks) must import i
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any
 
-from omegaconf import OmegaConf
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -40,6 +43,29 @@ def gpu_count() -> int:
     from .gpu_slots import visible_gpus
 
     return max(1, len(visible_gpus()))
+
+
+class OutputDirCheck(Callback):
+    """Hydra creates the run (sweep) directory before any code of ours runs, so a path under a regular file or on a
+    read-only mount would end in its traceback; checked here first, it is one `d2lora_exp: error:` line, exit code 2.
+    Registered in conf/hydra/default.yaml."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _check_or_exit(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _check_or_exit(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+
+def _check_or_exit(directory: str, setting: str) -> None:
+    from .errors import UserError
+    from .files import check_writable
+
+    try:
+        check_writable(Path(directory), setting)
+    except UserError as err:
+        print(f"d2lora_exp: error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 if not OmegaConf.has_resolver("bundled_model"):

@@ -45,12 +45,16 @@ def _local_fingerprint(path: Path) -> str:
     return stable_hash(parts)
 
 
-def ensure_available(model_cfg: Any) -> str:
+BUILD_DIR = "models"  # model.build writes only under <paths.cache_dir>/models/
+
+
+def ensure_available(model_cfg: Any, cache_dir: str | os.PathLike) -> str:
     """Build the embedded model if needed and check hub access; return what to pass to from_pretrained."""
     name = str(model_cfg.name_or_path)
     if model_cfg.get("build"):
         if model_cfg.build != "tiny_llama":
             raise UserError(f"unknown model.build={model_cfg.build!r}: the only builder is tiny_llama.")
+        check_build_location(name, Path(cache_dir))
         from . import tiny_model
 
         tiny_model.build(name)
@@ -62,6 +66,22 @@ def ensure_available(model_cfg: Any) -> str:
     if model_cfg.get("gated"):
         _check_gated_access(name, model_cfg.get("revision"))
     return name
+
+
+def check_build_location(name: str, cache_dir: Path) -> None:
+    """A builder writes the directory it is given, and replaces whole whatever is there without its own record
+    (build_once), so it builds only under the project's cache: a mistyped model.name_or_path under `experiment=smoke`
+    must neither become a new random model that a run silently trains, nor replace a real model directory."""
+    models = (Path(os.path.expanduser(cache_dir)) / BUILD_DIR).resolve()
+    target = Path(os.path.expanduser(name)).resolve()
+    if target != models and target.is_relative_to(models):
+        return
+    built = sorted(str(p.parent) for p in models.glob(f"*/{MARKER}"))
+    hint = (f"the models built there are {', '.join(built)}" if built
+            else "leave model.name_or_path at its default to build it there")
+    raise UserError(f"model.build=tiny_llama builds the random smoke model only under {models}/ and "
+                    f"model.name_or_path={name!r} is outside it: {hint}; to load the saved model at {name!r} "
+                    "instead, set model.build=null.")
 
 
 def _check_gated_access(repo_id: str, revision: str | None) -> None:
@@ -97,16 +117,31 @@ def load_tokenizer(source: str, model_cfg: Any):
     return tokenizer
 
 
-def check_target_modules(source: str, model_cfg: Any, target_modules: Any) -> None:
+def load_config(source: str, model_cfg: Any):
+    """The model's config alone (no weights). A local config.json that is truncated, empty or `{}` (a copy cut short,
+    a full disk) fails here in one line naming the file, not as a traceback from the tokenizer or the weights."""
+    from transformers import AutoConfig
+
+    try:
+        return _hub_call(AutoConfig.from_pretrained, source, revision=model_cfg.get("revision"),
+                         trust_remote_code=bool(model_cfg.get("trust_remote_code", False)))
+    except (OSError, ValueError) as err:
+        local = Path(os.path.expanduser(source))
+        if not local.is_dir():
+            raise
+        raise UserError(f"{local / 'config.json'} is missing or not a valid model config "
+                        f"({str(err).splitlines()[0]}): copy the model directory again, or point model.name_or_path "
+                        "at a complete one.") from err
+
+
+def check_target_modules(config: Any, source: str, target_modules: Any) -> None:
     """LoRA target module names the model lacks fail here, from the model's config alone (its skeleton is built
     on the meta device: no weights are read), instead of inside PEFT after the weights have loaded."""
     if isinstance(target_modules, str):  # "all-linear" or a regex: PEFT resolves it
         return
     from accelerate import init_empty_weights
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    config = _hub_call(AutoConfig.from_pretrained, source, revision=model_cfg.get("revision"),
-                       trust_remote_code=bool(model_cfg.get("trust_remote_code", False)))
     with init_empty_weights():
         skeleton = AutoModelForCausalLM.from_config(config)
     names = {name.rsplit(".", 1)[-1] for name, _ in skeleton.named_modules()}

@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from . import interrupt, modeling, tracking
+from .files import check_writable
 from .phases import adapt, evaluate, record, warmup
 from .phases.prepare import Plan, prepare
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 def _open_wandb(plan: Plan, warmup_summary: dict | None, resume_id: str | None):
     """The run's own W&B run (the warm-up logs to its own, once per cache entry)."""
     cfg = plan.cfg
-    return tracking.start(cfg.wandb, plan.out_dir, cfg.run_name, job_type="adapt",
+    return tracking.start(cfg.wandb, plan.wandb_mode, plan.out_dir, cfg.run_name, job_type="adapt",
                           tags=[f"init:{plan.init_label}", f"method:{cfg.method.name}", f"task:{plan.task.name}",
                                 f"n:{cfg.data_size}", f"seed:{cfg.seed}"],
                           config={**OmegaConf.to_container(cfg, resolve=True), "warmup_used": warmup_summary},
@@ -33,6 +34,7 @@ def _open_wandb(plan: Plan, warmup_summary: dict | None, resume_id: str | None):
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.paths.output_dir)
+    check_writable(out_dir, "paths.output_dir (hydra.run.dir, hydra.sweep.dir)")
     out_dir.mkdir(parents=True, exist_ok=True)
     digest = record.config_hash(cfg)
     resume_id = record.resumed_wandb_id(out_dir, digest)

@@ -64,6 +64,7 @@ RULES: list[Rule] = [
     ("train.checkpoint_every", "'<N>steps' (N >= 1), '<M>min' (M > 0) or null (only on a stop signal)",
      _every),
     ("train.checkpoint_keep", "an integer >= 1", _int(1)),
+    ("train.overlong", "drop, truncate or error", lambda v: v in ("drop", "truncate", "error")),
     ("lora.r", "an integer >= 1", _int(1)),
     ("lora.alpha", "a number > 0", _number(0)),
     ("lora.dropout", "a number in [0, 1)", _number(0, strict=False, hi=1)),
@@ -73,6 +74,8 @@ RULES: list[Rule] = [
     ("calibration.rows", "an integer >= 1", _int(1)),
     ("calibration.batch_size", "an integer >= 1", _int(1)),
     ("task.train.subset_seed", "an integer >= 0", _int(0)),
+    ("wandb.mode", "auto, online, offline or disabled", lambda v: v in ("auto", "online", "offline", "disabled")),
+    ("wandb.probe_timeout_s", "a number > 0 (seconds)", _number(0)),
 ]
 
 

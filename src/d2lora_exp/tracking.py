@@ -1,4 +1,4 @@
-"""Weights & Biases: one run per experiment, offline unless an API key is configured.
+"""Weights & Biases: one run per experiment, offline unless an API key is configured and the server answers.
 
 `wandb.init` is called by us (not by the HF Trainer, whose integration is switched off) so that
 group, job type, tags and the resolved config are set, both phases log under their own prefix
@@ -11,14 +11,21 @@ import logging
 import netrc
 import os
 import re
+import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from transformers import TrainerCallback
 
 from . import interrupt
+from .errors import UserError
 
 log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.wandb.ai"
 
 # Any key that contains a secret-looking word (hf_token, hfToken, WANDB_API_KEY, api-key, passwords, secrets)...
 SECRET_KEY = re.compile(r"token|api[_\-]?key|passw(or)?d|secret", re.IGNORECASE)
@@ -77,22 +84,70 @@ def has_api_key() -> bool:
         return False
 
 
-def resolve_mode(mode: str) -> str:
-    """auto: WANDB_MODE if the environment sets it, else online with an API key, else offline."""
+def base_url() -> str:
+    """The W&B server a run would talk to, without any user:password part (it is logged)."""
+    parts = urlsplit(os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+def reachable(url: str, timeout_s: float) -> bool:
+    """Whether the server answers an HTTP HEAD (any status) within `timeout_s` seconds, name lookup included (a
+    thread bounds it: urllib's own timeout leaves DNS out). The proxy settings of the environment apply, as they do
+    for wandb itself."""
+    answered = threading.Event()
+
+    def probe() -> None:
+        try:
+            urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout_s).close()
+            answered.set()
+        except urllib.error.HTTPError:  # 401, 404...: it answered
+            answered.set()
+        except (OSError, ValueError):
+            pass
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return answered.is_set()
+
+
+def decide_mode(wandb_cfg: Any) -> str:
+    """The mode of every W&B run of this job, decided once, in the prepare phase, before any work.
+
+    auto: WANDB_MODE if the environment sets it, else online with an API key, else offline. Online (asked for, or
+    chosen by auto) first probes the server: without network wandb retries for minutes after the model has loaded,
+    then kills the run. So auto falls back to offline, saying so, and an explicit online is refused in one line."""
+    mode = wandb_cfg.mode
+    if not wandb_cfg.enabled:
+        return "disabled"
+    explicit = mode != "auto" or bool(os.environ.get("WANDB_MODE"))
     if mode == "auto":
-        return os.environ.get("WANDB_MODE") or ("online" if has_api_key() else "offline")
-    return mode
+        mode = os.environ.get("WANDB_MODE") or ("online" if has_api_key() else "offline")
+    if mode != "online":
+        return mode
+    url, timeout_s = base_url(), float(wandb_cfg.probe_timeout_s)
+    if reachable(url, timeout_s):
+        return "online"
+    if explicit:
+        origin = "wandb.mode=online" if wandb_cfg.mode == "online" else "WANDB_MODE=online"
+        raise UserError(f"W&B server {url} unreachable within {timeout_s:g}s ({origin}): use wandb.mode=offline "
+                        "(sync later with `wandb sync`) or auto" + (", and unset WANDB_MODE." if origin.startswith(
+                            "WANDB") else "."))
+    log.warning("W&B server %s unreachable within %gs: this run logs offline (sync later with `wandb sync`)",
+                url, timeout_s)
+    return "offline"
 
 
-def start(wandb_cfg: Any, run_dir: Path, name: str, job_type: str, tags: list[str], config: dict,
+def start(wandb_cfg: Any, mode: str, run_dir: Path, name: str, job_type: str, tags: list[str], config: dict,
           run_id: str | None = None):
-    """A W&B run; `run_id` continues the run of an interrupted attempt (resumed from its checkpoint)."""
-    if not wandb_cfg.enabled or resolve_mode(wandb_cfg.mode) == "disabled":
+    """A W&B run in `mode` (decide_mode's answer for this job), or None when disabled; `run_id` continues the
+    run of an interrupted attempt (resumed from its checkpoint)."""
+    if mode == "disabled":
         return None
     import wandb
 
     return wandb.init(
-        project=wandb_cfg.project, entity=wandb_cfg.entity, dir=str(run_dir), mode=resolve_mode(wandb_cfg.mode),
+        project=wandb_cfg.project, entity=wandb_cfg.entity, dir=str(run_dir), mode=mode,
         group=wandb_cfg.group, job_type=job_type, name=name, tags=tags + list(wandb_cfg.tags or []),
         config=flatten(scrub(config)), reinit="finish_previous", id=run_id, resume="allow" if run_id else None,
     )
@@ -121,7 +176,7 @@ def log_sweep_summary(wandb_cfg: Any, sweep_dir: Path, sweep_name: str, written:
     series per method (the paper's learning-curve figures), plus the local PNGs."""
     if not written["rows"]:
         return None
-    run = start(wandb_cfg, sweep_dir, f"summary-{sweep_name}", job_type="summary", tags=["summary"], config={})
+    run = start(wandb_cfg, decide_mode(wandb_cfg), sweep_dir, f"summary-{sweep_name}", job_type="summary", tags=["summary"], config={})
     if run is None:
         return None
     import wandb

@@ -1,4 +1,4 @@
-"""What every training phase shares: TRL arguments from the config, the prompt-length check, one timed train()
+"""What every training phase shares: TRL arguments from the config, the over-long rows policy, one timed train()
 that resumes from the phase's latest checkpoint and stops cleanly on a stop signal."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from datasets import Dataset
 from omegaconf import DictConfig, OmegaConf
 
 from . import checkpointing, interrupt, tracking
@@ -18,6 +19,7 @@ log = logging.getLogger(__name__)
 
 # Settings of the recipe, not of TRL: when to checkpoint (checkpointing.py) changes no number.
 RECIPE_ONLY = ("checkpoint_every", "checkpoint_keep")
+ANSWER_COLUMNS = ("completion", "chosen", "rejected")  # SFT rows have the first, preference rows the other two
 
 
 def trainer_args(cfg: DictConfig, out_dir: Path, phase: Any, device: str, dtype: torch.dtype) -> dict[str, Any]:
@@ -30,6 +32,7 @@ def trainer_args(cfg: DictConfig, out_dir: Path, phase: Any, device: str, dtype:
     keep = int(args.get("checkpoint_keep", 2))
     for key in RECIPE_ONLY:
         args.pop(key, None)
+    args.pop("overlong")  # ours (fit_rows), not TRL's
     args.update(
         output_dir=str(out_dir), seed=int(cfg.seed), report_to="none", save_strategy="no", save_total_limit=keep,
         logging_first_step=True, use_cpu=device == "cpu", bf16=dtype == torch.bfloat16, disable_tqdm=False,
@@ -39,19 +42,68 @@ def trainer_args(cfg: DictConfig, out_dir: Path, phase: Any, device: str, dtype:
     return args
 
 
-def check_prompt_lengths(rows, tokenizer, max_length: int, what: str) -> None:
-    """A prompt that fills max_length leaves an empty completion: TRL then drops it silently (SFT) or
-    trains on NaN log-probs (ORPO). Refuse instead, naming the length that would fit."""
+def token_lengths(rows: Dataset, tokenizer) -> tuple[list[int], list[int]]:
+    """(prompt tokens, tokens of its longest answer) of each row, counted as TRL's trainers count them: prompt +
+    answer tokenized as one text with the tokenizer's special tokens, plus the EOS they append to an answer."""
+    prompts = list(rows["prompt"])
+    prompt_lengths = [len(ids) for ids in tokenizer(prompts)["input_ids"]]
+    answer_lengths = [0] * len(prompts)
+    for column in (c for c in ANSWER_COLUMNS if c in rows.column_names):
+        answers = list(rows[column])
+        full = tokenizer([p + a for p, a in zip(prompts, answers)])["input_ids"]
+        for i, (ids, answer) in enumerate(zip(full, answers)):
+            eos = 0 if answer.endswith(tokenizer.eos_token) else 1
+            answer_lengths[i] = max(answer_lengths[i], len(ids) - prompt_lengths[i] + eos)
+    return prompt_lengths, answer_lengths
+
+
+def fit_rows(rows: Dataset, tokenizer, max_length: int, policy: str, what: str) -> tuple[Dataset, int]:
+    """The rows to train on and how many were over-long (prompt + longest answer > max_length tokens), by
+    `train.overlong`. TRL itself would cut such a sequence at its end: the answer loses its EOS (the model learns not
+    to stop), and a prompt that fills max_length leaves nothing to learn (SFT and DPO drop the row silently, ORPO
+    trains on NaN). `drop` removes them, `truncate` cuts their prompts from the left (`_cut_prompts`), `error`
+    refuses the run; every count is logged and recorded (metrics.json `overlong`)."""
     if rows is None or len(rows) == 0:
-        return
-    lengths = [len(ids) for ids in tokenizer(list(rows["prompt"]), add_special_tokens=False)["input_ids"]]
-    too_long = [n for n in lengths if n >= max_length]
-    if too_long:
-        raise UserError(
-            f"{len(too_long)} of {len(lengths)} {what} rows have prompts of >= train.max_length={max_length} tokens "
-            f"(longest {max(lengths)}), leaving no room for the answer. Raise train.max_length above {max(lengths)} "
-            "(or its per-phase override in method.args / warmup.args)."
-        )
+        return rows, 0
+    prompt_lengths, answer_lengths = token_lengths(rows, tokenizer)
+    totals = [p + a for p, a in zip(prompt_lengths, answer_lengths)]
+    over = [i for i, n in enumerate(totals) if n > max_length]
+    if not over:
+        return rows, 0
+    where = "train.max_length (or its per-phase override in method.args / warmup.args)"
+    if policy == "error":
+        raise UserError(f"{len(over)} of {len(rows)} {what} rows are longer than train.max_length={max_length} tokens "
+                        f"(prompt + answer, longest {max(totals)}): raise {where} to {max(totals)}, or set "
+                        "train.overlong=drop or truncate.")
+    if policy == "drop":
+        if len(over) == len(rows):
+            raise UserError(f"all {len(rows)} {what} rows are longer than train.max_length={max_length} tokens "
+                            f"(prompt + answer, shortest {min(totals)}), so train.overlong=drop leaves nothing to "
+                            f"train on: raise {where} to at least {min(totals)}, or set train.overlong=truncate.")
+        dropped = set(over)
+        kept = rows.select([i for i in range(len(rows)) if i not in dropped])
+        log.info("%s: dropped %d of %d rows longer than train.max_length=%d tokens (train.overlong=drop)",
+                 what, len(over), len(rows), max_length)
+        return kept, len(over)
+    cut = _cut_prompts(rows, tokenizer, max_length, over, answer_lengths)
+    log.info("%s: cut %d of %d rows longer than train.max_length=%d tokens (train.overlong=truncate)",
+             what, len(over), len(rows), max_length)
+    return cut, len(over)
+
+
+def _cut_prompts(rows: Dataset, tokenizer, max_length: int, over: list[int], answer_lengths: list[int]) -> Dataset:
+    """train.overlong=truncate: each over-long prompt keeps its last tokens (the end of the chat, where the question
+    is; a leading BOS is kept), as many as leave room for the whole answer but never fewer than half of max_length.
+    An answer longer than the other half is then cut at its end by TRL (its own `keep_start` truncation)."""
+    prompts = list(rows["prompt"])
+    for i in over:
+        ids = tokenizer(prompts[i], add_special_tokens=False)["input_ids"]
+        keep = max(max_length - answer_lengths[i], max_length // 2) - 1  # -1: a BOS TRL's tokenizer call may add
+        if keep >= len(ids):
+            continue
+        head = ids[:1] if ids[0] == tokenizer.bos_token_id else []
+        prompts[i] = tokenizer.decode(head + ids[len(ids) - keep + len(head):], skip_special_tokens=False)
+    return rows.remove_columns("prompt").add_column("prompt", prompts)
 
 
 def callbacks(phase: str, wandb_run, train_cfg: Any) -> list:

@@ -14,12 +14,13 @@ import torch
 from datasets import Dataset
 from omegaconf import DictConfig, OmegaConf
 
-from .. import evaluation, inits, modeling, settings, training
+from .. import evaluation, inits, modeling, settings, tracking, training
 from ..config import init_label
 from ..data import build as data_build
 from ..data import sources, subsets
 from ..device import resolve_device, resolve_dtype
 from ..errors import UserError
+from ..files import check_writable
 from ..methods import get_method
 from ..tasks import get_task
 from ..tasks.base import Task
@@ -41,10 +42,12 @@ class Plan:
     pool_size: int
     subset_hash: str
     train_rows: Dataset  # empty at data_size=0: the initialisation itself is evaluated
+    overlong_rows: int  # of the data_size rows drawn, dropped or cut by train.overlong
     adapt_config: Any
     warmup: warmup.WarmupPlan | None
     calibration_texts: list[str] | None
     evaluators: list[evaluation.Evaluator]
+    wandb_mode: str  # decided once (tracking.decide_mode); every W&B run of the job uses it
 
     @property
     def dtype_name(self) -> str:
@@ -56,7 +59,10 @@ class Plan:
         return {"init": self.init_label, "init_base": self.init_base, "method": cfg.method.name, "task": self.task.name,
                 "data_size": int(cfg.data_size), "seed": int(cfg.seed), "model": cfg.model.name, "device": self.device,
                 "dtype": self.dtype_name, "subset_hash": self.subset_hash, "pool_size": self.pool_size,
-                "warmup_rows": len(self.warmup.rows) if self.warmup else 0,
+                "train_rows": len(self.train_rows), "warmup_rows": len(self.warmup.rows) if self.warmup else 0,
+                "overlong": {"policy": cfg.train.overlong, "adapt": self.overlong_rows,
+                             "warmup": self.warmup.overlong_rows if self.warmup else None},
+                "wandb_mode": self.wandb_mode,
                 "dpo_reference": cfg.method.get("reference") if cfg.method.name == "dpo" else None,
                 "variant": cfg.get("variant"), "evaluators": [e.name for e in self.evaluators],
                 "torch_threads": torch.get_num_threads()}
@@ -94,6 +100,8 @@ def _calibration_texts(cfg: DictConfig, tokenizer) -> list[str] | None:
 
 def prepare(cfg: DictConfig, out_dir: Path) -> Plan:
     settings.check(cfg)
+    check_writable(Path(cfg.paths.cache_dir), "paths.cache_dir (or D2LORA_CACHE)")
+    wandb_mode = tracking.decide_mode(cfg.wandb)
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.model.dtype, device)
     method = get_method(cfg.method.name)
@@ -102,20 +110,24 @@ def prepare(cfg: DictConfig, out_dir: Path) -> Plan:
     n = check_data_size(cfg.data_size)
     task = get_task(cfg.task)
     data_build.ensure(cfg.data)
-    model_source = modeling.ensure_available(cfg.model)
+    model_source = modeling.ensure_available(cfg.model, cfg.paths.cache_dir)
+    model_config = modeling.load_config(model_source, cfg.model)
     tokenizer = modeling.load_tokenizer(model_source, cfg.model)
-    modeling.check_target_modules(model_source, cfg.model, OmegaConf.to_container(cfg.lora, resolve=True)["target_modules"])
+    modeling.check_target_modules(model_config, model_source,
+                                  OmegaConf.to_container(cfg.lora, resolve=True)["target_modules"])
     train_rows, subset_hash, pool_size = _train_rows(method, task, cfg, n, tokenizer)
     adapt_config = method.make_config(training.trainer_args(cfg, adapt_checkpoints(out_dir), cfg.method, device, dtype),
                                       cfg.method)
-    training.check_prompt_lengths(train_rows, tokenizer, adapt_config.max_length, f"{task.name} training")
+    train_rows, overlong_rows = training.fit_rows(train_rows, tokenizer, adapt_config.max_length, cfg.train.overlong,
+                                                  f"{task.name} training")
     warmup_plan = warmup.plan(cfg, tokenizer, model_source, out_dir, device, dtype) if cfg.init.warmup else None
     base = cfg.init.get("base", "default")
     return Plan(cfg=cfg, out_dir=out_dir, device=device, dtype=dtype, init_base=base,
                 init_label=init_label(base, bool(cfg.init.warmup)), method=method, task=task, model_source=model_source,
                 tokenizer=tokenizer, pool_size=pool_size, subset_hash=subset_hash, train_rows=train_rows,
-                adapt_config=adapt_config, warmup=warmup_plan, calibration_texts=_calibration_texts(cfg, tokenizer),
-                evaluators=evaluation.prepare(cfg, task))
+                overlong_rows=overlong_rows, adapt_config=adapt_config, warmup=warmup_plan,
+                calibration_texts=_calibration_texts(cfg, tokenizer), evaluators=evaluation.prepare(cfg, task),
+                wandb_mode=wandb_mode)
 
 
 def calibration_batches(plan: Plan) -> list[dict] | None:

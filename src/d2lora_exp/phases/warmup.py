@@ -41,6 +41,7 @@ class WarmupPlan:
     rows: Dataset
     trl_config: Any
     material: dict[str, Any]
+    overlong_rows: int  # dropped or cut by train.overlong
 
     @property
     def key(self) -> str:
@@ -99,8 +100,8 @@ def plan(cfg: DictConfig, tokenizer, model_source: str, out_dir: Path, device: s
     material = key_material(cfg, model_source, str(dtype).removeprefix("torch."))
     args = training.trainer_args(cfg, checkpoint_dir(cfg, stable_hash(material)), cfg.warmup, device, dtype)
     config = get_method("sft").make_config(args, cfg.method)
-    training.check_prompt_lengths(rows, tokenizer, config.max_length, "warm-up")
-    return WarmupPlan(rows=rows, trl_config=config, material=material)
+    rows, overlong = training.fit_rows(rows, tokenizer, config.max_length, cfg.train.overlong, "warm-up")
+    return WarmupPlan(rows=rows, trl_config=config, overlong_rows=overlong, material=material)
 
 
 def checkpoint_dir(cfg: DictConfig, key: str) -> Path:
@@ -118,8 +119,9 @@ def _train(plan, model, target: Path):
     checkpoints = Path(warm.trl_config.output_dir)
     # A resumed warm-up logs on into the W&B run of the attempt that wrote the checkpoint.
     wandb_id = (checkpoints / WANDB_ID).read_text().strip() if checkpointing.latest(checkpoints) else None
-    wrun = tracking.start(cfg.wandb, plan.out_dir, f"warmup-{warm.key[:8]}-s{cfg.seed}", job_type="warmup",
-                          tags=[f"warmup:{warm.key}", f"seed:{cfg.seed}"], config=warm.material, run_id=wandb_id)
+    wrun = tracking.start(cfg.wandb, plan.wandb_mode, plan.out_dir, f"warmup-{warm.key[:8]}-s{cfg.seed}",
+                          job_type="warmup", tags=[f"warmup:{warm.key}", f"seed:{cfg.seed}"], config=warm.material,
+                          run_id=wandb_id)
     finished = False
     try:
         if wrun is not None:
@@ -131,6 +133,7 @@ def _train(plan, model, target: Path):
         trainer = get_method("sft").build_trainer(model, plan.tokenizer, warm.rows, warm.trl_config, cfg.method, callbacks)
         stats = training.train(trainer, "warmup", checkpoints)
         adapters.save(model, target, initial_dir=initial)
+        adapters.require_finite(target, "the warm-up diverged, so nothing was cached: lower warmup.learning_rate.")
         finished = True
         if initial is not None:
             shutil.rmtree(initial)
