@@ -5,6 +5,7 @@ key (also under concurrency), and resuming a killed sweep loses and duplicates n
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import signal
@@ -219,3 +220,43 @@ def test_killed_sweep_resumes_without_losing_or_duplicating(tmp_path):
     rows = _results(sweep_dir)
     assert len(rows) == 4 * len(TASK_METRICS["math"])
     assert len({(r["data_size"], r["metric"]) for r in rows}) == len(rows)  # no duplicates
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "D2LORA_ROOT": str(tmp_path), "D2LORA_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "offline"}
+
+
+def _digests(run_dir: Path) -> dict[str, str]:
+    return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def test_refused_and_skipped_reruns_leave_every_file_of_finished_runs_unchanged(tmp_path):
+    """Hydra writes a job's .hydra files before the job runs: a re-run that is refused (another config) or skipped
+    (same config) must not leave them describing itself instead of the finished result. The log is appended to."""
+    env = _env(tmp_path)
+    sweep_dir = tmp_path / "outputs" / "sweeps" / "kept"
+    cmd = _sweep_cmd("kept", "init=lora", "method=sft", "data_size=0,4")
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    runs = sorted(_complete_runs(sweep_dir))
+    assert len(runs) == 2
+    before = {run: _digests(sweep_dir / run) for run in runs}
+    logs = {run: (sweep_dir / run / "d2lora_exp.log").read_bytes() for run in runs}
+    assert all(f".hydra/{name}" in before[run] for run in runs for name in ("config.yaml", "overrides.yaml"))
+
+    def assert_unchanged(after: str) -> None:
+        for run in runs:
+            files = _digests(sweep_dir / run)
+            log = (sweep_dir / run / "d2lora_exp.log").read_bytes()
+            assert log.startswith(logs[run]), f"{after} overwrote the log of {run}"
+            assert {k: v for k, v in files.items() if k != "d2lora_exp.log"} == \
+                {k: v for k, v in before[run].items() if k != "d2lora_exp.log"}, f"{after} changed {run}"
+
+    refused = subprocess.run(cmd + ["method.learning_rate=0.5"], capture_output=True, text=True, env=env, timeout=600)
+    assert refused.returncode != 0 and "already holds a finished run of a different config" in refused.stderr
+    assert_unchanged("the refused re-run")
+    skipped = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert skipped.returncode == 0, skipped.stderr[-3000:]
+    assert "2/2 runs done (2 already complete)" in skipped.stdout + skipped.stderr
+    assert_unchanged("the skipped re-run")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -45,6 +46,14 @@ def unknown_group_option(argv: list[str], conf: Path) -> str | None:
     return None
 
 
+def _attempt_hydra_files() -> Path | None:
+    """The folder where Hydra wrote this attempt's config files (`hydra.output_subdir`, one per process)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_cfg = HydraConfig.get()
+    return Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir if hydra_cfg.output_subdir else None
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def _hydra_main(cfg: DictConfig) -> float | None:
     from . import gpu_slots, recipe
@@ -53,13 +62,17 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         gpu = gpu_slots.claim(Path(cfg.paths.cache_dir) / "gpu_slots")
         if gpu is not None:
             logging.getLogger(__name__).info("job %s runs on GPU %s", cfg.run_name, gpu)
+    attempt = _attempt_hydra_files()
     try:
-        result = recipe.run(cfg)
+        result = recipe.run(cfg, attempt)
     except UserError as err:
         print(f"d2lora_exp: error: {err}", file=sys.stderr)
         if _in_multirun():
             raise  # Hydra records the failed job and the sweep goes on with the others
         sys.exit(2)
+    finally:
+        if attempt is not None and attempt.is_dir():  # not installed as the run's .hydra/: this attempt did not run
+            shutil.rmtree(attempt)
     metrics = result.get("metrics", {})
     summary = ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
     skipped = " (already complete, skipped)" if result.get("skipped") else ""

@@ -30,15 +30,22 @@ def _open_wandb(plan: Plan, warmup_summary: dict | None):
                           config={**OmegaConf.to_container(cfg, resolve=True), "warmup_used": warmup_summary})
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
+def run(cfg: DictConfig, hydra_files: Path | None = None) -> dict[str, Any]:
+    """`hydra_files`: where Hydra wrote this attempt's config; it becomes the run's `.hydra/` if this attempt runs."""
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with record.owned(out_dir):  # one live process per run directory: another one waits here
+        return _run(cfg, out_dir, hydra_files)
+
+
+def _run(cfg: DictConfig, out_dir: Path, hydra_files: Path | None) -> dict[str, Any]:
     digest = record.config_hash(cfg)
     done = record.previous_result(out_dir, digest)
     if done is not None:
         log.info("%s: already complete in %s, skipped", cfg.run_name, out_dir)
         return {**done, "skipped": True}
 
+    record.install_hydra_files(hydra_files, out_dir)
     rec = record.Record(cfg, out_dir, digest)
     start = time.perf_counter()
     try:
