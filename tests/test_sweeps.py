@@ -260,3 +260,20 @@ def test_refused_and_skipped_reruns_leave_every_file_of_finished_runs_unchanged(
     assert skipped.returncode == 0, skipped.stderr[-3000:]
     assert "2/2 runs done (2 already complete)" in skipped.stdout + skipped.stderr
     assert_unchanged("the skipped re-run")
+
+
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"]],
+                         ids=["basic", "joblib"])
+def test_a_sweep_with_a_failed_job_reports_what_finished_and_exits_nonzero(tmp_path, launcher):
+    sweep_dir = tmp_path / "outputs" / "sweeps" / "partial"
+    proc = subprocess.run(_sweep_cmd("partial", "init=lora", "method=sft", "data_size=4,99999", *launcher),
+                          capture_output=True, text=True, env=_env(tmp_path), timeout=600)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    failed = json.loads((sweep_dir / "lora-sft-math-n99999-s0" / "metrics.json").read_text())
+    assert failed["status"] == "failed" and "99999" in failed["error"]
+    assert {r["data_size"] for r in _results(sweep_dir)} == {"4"}  # the run that finished is reported
+    report = (sweep_dir / "report.md").read_text()
+    assert "| sft | lora |" in report and (sweep_dir / "curve_math_accuracy.png").is_file()
+    assert "lora-sft-math-n99999-s0" in report and failed["error"] in report  # the failed run and why
+    log = proc.stdout + proc.stderr
+    assert "1 of 2 runs failed" in log and f"lora-sft-math-n99999-s0: {failed['error']}" in log
