@@ -227,8 +227,11 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def _digests(run_dir: Path) -> dict[str, str]:
-    return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    """sha256 of every file under run_dir, and a link by where it points: W&B links each run's logs/debug-core.log
+    to its service's log outside the run, which other processes' W&B services may append to."""
+    return {str(p.relative_to(run_dir)): f"-> {os.readlink(p)}" if p.is_symlink()
+            else hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(run_dir.rglob("*")) if p.is_symlink() or p.is_file()}
 
 
 def test_refused_and_skipped_reruns_leave_every_file_of_finished_runs_unchanged(tmp_path):
