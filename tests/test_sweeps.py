@@ -280,3 +280,18 @@ def test_a_sweep_with_a_failed_job_reports_what_finished_and_exits_nonzero(tmp_p
     assert "lora-sft-math-n99999-s0" in report and failed["error"] in report  # the failed run and why
     log = proc.stdout + proc.stderr
     assert "1 of 2 runs failed" in log and f"lora-sft-math-n99999-s0: {failed['error']}" in log
+
+
+def test_parallel_n0_runs_evaluate_once_and_never_move_each_others_files(tmp_path):
+    """n=0 runs of three methods in three joblib workers at once: one evaluation of the initialisation, computed
+    by one job and reused by the two others, and no job moves a live job's files aside."""
+    sweep_dir = tmp_path / "outputs" / "sweeps" / "zero"
+    proc = subprocess.run(_sweep_cmd("zero", "init=lora", "method=sft,dpo,orpo", "data_size=0",
+                                     "hydra/launcher=parallel", "hydra.launcher.n_jobs=3"),
+                          capture_output=True, text=True, env=_env(tmp_path), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = list(_complete_runs(sweep_dir).values())
+    assert len(runs) == 3 and len({r["pid"] for r in runs}) > 1  # really in several processes
+    assert sorted(r["evaluation"]["reused"] for r in runs) == [False, True, True]
+    assert len({r["evaluation"]["key"] for r in runs}) == 1
+    assert not list(sweep_dir.rglob(".attempt-*"))
