@@ -82,3 +82,16 @@ def test_published_numbers_appear_beside_ours(tmp_path):
     assert shipped["math"]["accuracy"]["dpo"]["lora"][0] == 74.53
     for by_init in shipped["math"]["accuracy"].values():
         assert set(by_init) == {"lora", "d2lora"} and all(set(v) == {0, 1000, 2000, 5000, 10000} for v in by_init.values())
+
+
+def test_failed_runs_are_listed_with_their_error(tmp_path):
+    sweep = tmp_path / "sweep"
+    _run(sweep, "lora", "sft", 100, 0, 20.0)
+    _run(sweep, "lora", "sft", 200, 0, 0.0, status="failed")
+    failed = sweep / "lora-sft-math-n200-s0" / "metrics.json"
+    failed.write_text(json.dumps({**json.loads(failed.read_text()), "error": "RuntimeError: CUDA out of memory"}))
+    report.main([str(sweep)])
+    md = (sweep / "report.md").read_text()
+    assert "## Failed runs" in md
+    assert f"- `lora-sft-math-n200-s0` (`{failed.parent}`): RuntimeError: CUDA out of memory" in md
+    assert "| sft | lora | 20.00 ± 0.00 (1) |" in md  # what finished is still reported

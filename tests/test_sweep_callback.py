@@ -6,9 +6,11 @@ import json
 import logging
 import time
 
+import pytest
+from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
-from d2lora_exp.sweep_callback import PROGRESS, SweepReport, sweep_size
+from d2lora_exp.sweep_callback import PROGRESS, JobFailure, SweepReport, sweep_size
 
 
 def _config(tmp_path, params: dict, task_overrides: list[str], job: str = "job0"):
@@ -42,3 +44,27 @@ def test_progress_counts_finished_and_already_complete_jobs(tmp_path, caplog):
     state = json.loads((tmp_path / "sweep" / PROGRESS).read_text())
     assert (state["total"], state["done"], state["skipped"]) == (3, 2, 1)
     assert "2/3 runs done (1 already complete)" in caplog.text
+
+
+def test_failed_jobs_are_reported_after_the_others_and_the_sweep_exits_1(tmp_path, caplog):
+    """A refused job's metrics.json is an older finished result: the job counts as failed, not as already complete."""
+    callback = SweepReport()
+    callback.on_multirun_start(_config(tmp_path, {"data_size": "0,1"}, []))
+    refused = tmp_path / "sweep" / "job1"
+    refused.mkdir(parents=True)
+    (refused / "metrics.json").write_text(json.dumps({"status": "complete"}))
+    time.sleep(0.01)
+    cfg = _config(tmp_path, {"data_size": "0,1"}, [], "job1")
+    callback.on_job_start(cfg)
+    failure = JobFailure("job1", str(refused), "UserError: holds a finished run of a different config")
+    callback.on_job_end(cfg, JobReturn(status=JobStatus.COMPLETED, _return_value=failure))
+    state = json.loads((tmp_path / "sweep" / PROGRESS).read_text())
+    assert (state["done"], state["skipped"], len(state["failed"])) == (1, 0, 1)
+
+    config = OmegaConf.merge(cfg, {"wandb": {"enabled": False}})
+    with caplog.at_level(logging.INFO, logger="d2lora_exp.sweep_callback"), pytest.raises(SystemExit) as exited:
+        callback.on_multirun_end(config)
+    assert exited.value.code == 1
+    assert "1 of 2 runs failed" in caplog.text and f"job1: {failure.error}" in caplog.text
+    report = (tmp_path / "sweep" / "report.md").read_text()
+    assert f"`job1` (`{refused}`): {failure.error}" in report

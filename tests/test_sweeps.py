@@ -5,6 +5,7 @@ key (also under concurrency), and resuming a killed sweep loses and duplicates n
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import signal
@@ -219,3 +220,78 @@ def test_killed_sweep_resumes_without_losing_or_duplicating(tmp_path):
     rows = _results(sweep_dir)
     assert len(rows) == 4 * len(TASK_METRICS["math"])
     assert len({(r["data_size"], r["metric"]) for r in rows}) == len(rows)  # no duplicates
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "D2LORA_ROOT": str(tmp_path), "D2LORA_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "offline"}
+
+
+def _digests(run_dir: Path) -> dict[str, str]:
+    """sha256 of every file under run_dir, and a link by where it points: W&B links each run's logs/debug-core.log
+    to its service's log outside the run, which other processes' W&B services may append to."""
+    return {str(p.relative_to(run_dir)): f"-> {os.readlink(p)}" if p.is_symlink()
+            else hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(run_dir.rglob("*")) if p.is_symlink() or p.is_file()}
+
+
+def test_refused_and_skipped_reruns_leave_every_file_of_finished_runs_unchanged(tmp_path):
+    """Hydra writes a job's .hydra files before the job runs: a re-run that is refused (another config) or skipped
+    (same config) must not leave them describing itself instead of the finished result. The log is appended to."""
+    env = _env(tmp_path)
+    sweep_dir = tmp_path / "outputs" / "sweeps" / "kept"
+    cmd = _sweep_cmd("kept", "init=lora", "method=sft", "data_size=0,4")
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    runs = sorted(_complete_runs(sweep_dir))
+    assert len(runs) == 2
+    before = {run: _digests(sweep_dir / run) for run in runs}
+    logs = {run: (sweep_dir / run / "d2lora_exp.log").read_bytes() for run in runs}
+    assert all(f".hydra/{name}" in before[run] for run in runs for name in ("config.yaml", "overrides.yaml"))
+
+    def assert_unchanged(after: str) -> None:
+        for run in runs:
+            files = _digests(sweep_dir / run)
+            log = (sweep_dir / run / "d2lora_exp.log").read_bytes()
+            assert log.startswith(logs[run]), f"{after} overwrote the log of {run}"
+            assert {k: v for k, v in files.items() if k != "d2lora_exp.log"} == \
+                {k: v for k, v in before[run].items() if k != "d2lora_exp.log"}, f"{after} changed {run}"
+
+    refused = subprocess.run(cmd + ["method.learning_rate=0.5"], capture_output=True, text=True, env=env, timeout=600)
+    assert refused.returncode != 0 and "already holds a finished run of a different config" in refused.stderr
+    assert_unchanged("the refused re-run")
+    skipped = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert skipped.returncode == 0, skipped.stderr[-3000:]
+    assert "2/2 runs done (2 already complete)" in skipped.stdout + skipped.stderr
+    assert_unchanged("the skipped re-run")
+
+
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"]],
+                         ids=["basic", "joblib"])
+def test_a_sweep_with_a_failed_job_reports_what_finished_and_exits_nonzero(tmp_path, launcher):
+    sweep_dir = tmp_path / "outputs" / "sweeps" / "partial"
+    proc = subprocess.run(_sweep_cmd("partial", "init=lora", "method=sft", "data_size=4,99999", *launcher),
+                          capture_output=True, text=True, env=_env(tmp_path), timeout=600)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    failed = json.loads((sweep_dir / "lora-sft-math-n99999-s0" / "metrics.json").read_text())
+    assert failed["status"] == "failed" and "99999" in failed["error"]
+    assert {r["data_size"] for r in _results(sweep_dir)} == {"4"}  # the run that finished is reported
+    report = (sweep_dir / "report.md").read_text()
+    assert "| sft | lora |" in report and (sweep_dir / "curve_math_accuracy.png").is_file()
+    assert "lora-sft-math-n99999-s0" in report and failed["error"] in report  # the failed run and why
+    log = proc.stdout + proc.stderr
+    assert "1 of 2 runs failed" in log and f"lora-sft-math-n99999-s0: {failed['error']}" in log
+
+
+def test_parallel_n0_runs_evaluate_once_and_never_move_each_others_files(tmp_path):
+    """n=0 runs of three methods in three joblib workers at once: one evaluation of the initialisation, computed
+    by one job and reused by the two others, and no job moves a live job's files aside."""
+    sweep_dir = tmp_path / "outputs" / "sweeps" / "zero"
+    proc = subprocess.run(_sweep_cmd("zero", "init=lora", "method=sft,dpo,orpo", "data_size=0",
+                                     "hydra/launcher=parallel", "hydra.launcher.n_jobs=3"),
+                          capture_output=True, text=True, env=_env(tmp_path), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = list(_complete_runs(sweep_dir).values())
+    assert len(runs) == 3 and len({r["pid"] for r in runs}) > 1  # really in several processes
+    assert sorted(r["evaluation"]["reused"] for r in runs) == [False, True, True]
+    assert len({r["evaluation"]["key"] for r in runs}) == 1
+    assert not list(sweep_dir.rglob(".attempt-*"))

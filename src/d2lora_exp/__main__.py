@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from omegaconf import DictConfig
 
 from .config import config_dir
 from .errors import UserError
+from .sweep_callback import JobFailure
 
 log = logging.getLogger("d2lora_exp")
 
@@ -45,25 +47,45 @@ def unknown_group_option(argv: list[str], conf: Path) -> str | None:
     return None
 
 
-@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
-def _hydra_main(cfg: DictConfig) -> float | None:
-    from . import gpu_slots, interrupt, recipe
+def _attempt_hydra_files() -> Path | None:
+    """The folder where Hydra wrote this attempt's config files (`hydra.output_subdir`, one per process)."""
+    from hydra.core.hydra_config import HydraConfig
 
-    if cfg.gpu_slots and _in_multirun():
-        gpu = gpu_slots.claim(Path(cfg.paths.cache_dir) / "gpu_slots")
-        if gpu is not None:
-            logging.getLogger(__name__).info("job %s runs on GPU %s", cfg.run_name, gpu)
+    hydra_cfg = HydraConfig.get()
+    return Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir if hydra_cfg.output_subdir else None
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
+def _hydra_main(cfg: DictConfig) -> float | JobFailure | None:
+    from . import gpu_slots, interrupt, recipe
+    from .phases.record import error_line
+
+    attempt = _attempt_hydra_files()
     try:
-        result = recipe.run(cfg)
-    except interrupt.Interrupted as err:
+        if cfg.gpu_slots and _in_multirun():
+            gpu = gpu_slots.claim(Path(cfg.paths.cache_dir) / "gpu_slots")
+            if gpu is not None:
+                logging.getLogger(__name__).info("job %s runs on GPU %s", cfg.run_name, gpu)
+        result = recipe.run(cfg, attempt)
+    except interrupt.Interrupted as err:  # a BaseException: it stops a local sweep too, as the signal asked
         print(f"d2lora_exp: interrupted: {err}; rerun the same command to resume from the checkpoint "
               f"({cfg.paths.output_dir})", file=sys.stderr)
         interrupt.hand_over(err)
-    except UserError as err:
-        print(f"d2lora_exp: error: {err}", file=sys.stderr)
-        if _in_multirun():
-            raise  # Hydra records the failed job and the sweep goes on with the others
-        sys.exit(2)
+    except Exception as err:
+        if isinstance(err, UserError):
+            print(f"d2lora_exp: error: {err}", file=sys.stderr)
+        if not _in_multirun():
+            if isinstance(err, UserError):
+                sys.exit(2)
+            raise
+        if not isinstance(err, UserError):
+            log.exception("%s failed", cfg.run_name)
+        # Returned, not raised: Hydra would stop the sweep at the end of this batch, before the report. The
+        # sweep callback lists the failures in the report and ends the sweep with exit code 1.
+        return JobFailure(str(cfg.run_name), str(cfg.paths.output_dir), error_line(err))
+    finally:
+        if attempt is not None and attempt.is_dir():  # not installed as the run's .hydra/: this attempt did not run
+            shutil.rmtree(attempt)
     metrics = result.get("metrics", {})
     summary = ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
     skipped = " (already complete, skipped)" if result.get("skipped") else ""

@@ -7,6 +7,8 @@ code that composes the configs (the entry point, tests, notebooks) must import i
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -68,9 +70,24 @@ def _check_or_exit(directory: str, setting: str) -> None:
         sys.exit(2)
 
 
+def process_id() -> str:
+    """This process's id: single-run directories are unique per process, even for two started in one second."""
+    return str(os.getpid())
+
+
+def process_label() -> str:
+    """Short host name and process id: unique among live processes sharing a disk (SLURM jobs on several nodes),
+    for files a process writes into a run directory that another process may also be writing into."""
+    return f"{socket.gethostname().split('.')[0]}-{os.getpid()}"
+
+
 if not OmegaConf.has_resolver("bundled_model"):
     OmegaConf.register_new_resolver("bundled_model", bundled_model)
 if not OmegaConf.has_resolver("d2lora_init_label"):
     OmegaConf.register_new_resolver("d2lora_init_label", init_label)
 if not OmegaConf.has_resolver("d2lora_gpu_count"):
     OmegaConf.register_new_resolver("d2lora_gpu_count", gpu_count)
+if not OmegaConf.has_resolver("d2lora_pid"):
+    OmegaConf.register_new_resolver("d2lora_pid", process_id)
+if not OmegaConf.has_resolver("d2lora_process"):
+    OmegaConf.register_new_resolver("d2lora_process", process_label)

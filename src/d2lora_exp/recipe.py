@@ -32,10 +32,16 @@ def _open_wandb(plan: Plan, warmup_summary: dict | None, resume_id: str | None):
                           run_id=resume_id)
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
+def run(cfg: DictConfig, hydra_files: Path | None = None) -> dict[str, Any]:
+    """`hydra_files`: where Hydra wrote this attempt's config; it becomes the run's `.hydra/` if this attempt runs."""
     out_dir = Path(cfg.paths.output_dir)
     check_writable(out_dir, "paths.output_dir (hydra.run.dir, hydra.sweep.dir)")
     out_dir.mkdir(parents=True, exist_ok=True)
+    with record.owned(out_dir):  # one live process per run directory: another one waits here
+        return _run(cfg, out_dir, hydra_files)
+
+
+def _run(cfg: DictConfig, out_dir: Path, hydra_files: Path | None) -> dict[str, Any]:
     digest = record.config_hash(cfg)
     resume_id = record.resumed_wandb_id(out_dir, digest)
     done = record.previous_result(out_dir, digest)
@@ -43,6 +49,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         log.info("%s: already complete in %s, skipped", cfg.run_name, out_dir)
         return {**done, "skipped": True}
 
+    record.install_hydra_files(hydra_files, out_dir)
     rec = record.Record(cfg, out_dir, digest)
     start = time.perf_counter()
     try:

@@ -3,6 +3,7 @@
 Reads every finished run's metrics.json under the directory and writes, next to them,
 `results.csv` (one row per run), `report.md` (the paper's layout: rows method x init, columns data
 sizes, mean ± std over seeds) and one PNG of learning curves per task metric, LoRA and D2LoRA as series.
+Runs that failed are listed under the tables with their error line, so a partial sweep still reads as one.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import math
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,26 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
                              "dpo_reference": data.get("dpo_reference"), "metric": metric, "value": float(value),
                              "run_dir": str(path.parent)})
     return rows
+
+
+def failed_runs(sweep_dir: Path) -> list[dict[str, str]]:
+    """Runs whose metrics.json says failed (run_name, run_dir, error), for a report written outside a sweep."""
+    failed = []
+    for path in sorted(sweep_dir.rglob("metrics.json")):
+        if any(part.startswith(".attempt-") for part in path.parts):
+            continue
+        data = json.loads(path.read_text())
+        if data.get("status") == "failed":
+            failed.append({"run_name": data.get("run_name", path.parent.name), "run_dir": str(path.parent),
+                           "error": data.get("error", "")})
+    return failed
+
+
+def failures_markdown(failed: Sequence[dict[str, str]]) -> str:
+    """The section listing failed runs: absent from the tables above, and why."""
+    lines = ["## Failed runs", "", f"{len(failed)} run(s) failed; they are not in the tables above.", ""]
+    lines += [f"- `{f['run_name']}` (`{f['run_dir']}`): {f['error']}" for f in failed]
+    return "\n".join(lines) + "\n"
 
 
 def curve_name(run: dict[str, Any]) -> str:
@@ -150,8 +172,10 @@ def plot(stats: dict[tuple, dict[str, float]], out_dir: Path) -> list[Path]:
     return paths
 
 
-def write(sweep_dir: Path, paper: dict | None = None) -> dict[str, Any]:
-    """Write results.csv, report.md and the PNG curves into sweep_dir; return what was written."""
+def write(sweep_dir: Path, paper: dict | None = None, failed: Sequence[dict[str, str]] = ()) -> dict[str, Any]:
+    """Write results.csv, report.md and the PNG curves into sweep_dir; return what was written.
+
+    `failed` (run_name, run_dir, error of each failed job) is listed at the end of report.md."""
     rows = collect(sweep_dir)
     with open(sweep_dir / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
@@ -159,7 +183,8 @@ def write(sweep_dir: Path, paper: dict | None = None) -> dict[str, Any]:
         writer.writerows(rows)
     stats = aggregate(rows)
     paper = paper_results() if paper is None else paper
-    (sweep_dir / "report.md").write_text(markdown(stats, f"Results: {sweep_dir.name}", paper))
+    text = markdown(stats, f"Results: {sweep_dir.name}", paper)
+    (sweep_dir / "report.md").write_text(text + ("\n" + failures_markdown(failed) if failed else ""))
     return {"rows": rows, "stats": stats, "plots": plot(stats, sweep_dir) if stats else []}
 
 
@@ -169,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         parser.error(f"{args.sweep_dir} is not a directory")
-    written = write(args.sweep_dir)
+    written = write(args.sweep_dir, failed=failed_runs(args.sweep_dir))
     print((args.sweep_dir / "report.md").read_text())
     print(f"{len(written['rows'])} results; wrote {args.sweep_dir / 'results.csv'}, report.md and "
           f"{len(written['plots'])} plot(s)")

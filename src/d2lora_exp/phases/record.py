@@ -4,11 +4,16 @@ Sweep runs live at fixed paths (sweep name / run name), so re-running a killed s
 directories: finished runs are kept as they are, runs that died are moved aside and run again, and a
 directory holding a result of a *different* config is never overwritten. Partial results stay readable:
 a crash late in a run keeps the warm-up, the trained adapter and the timings already written.
+
+A run directory has one live owner at a time (`owned`: a lock held for the whole run, released by the OS when
+its process dies), so two sweeps over the same runs, or a requeued SLURM job racing its stale twin, never both
+write one directory: the second waits, then reuses the finished result or takes over from a dead one.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -17,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
 from .. import tracking
@@ -25,10 +31,23 @@ from ..files import write_json_atomic
 from ..fingerprint import stable_hash
 from ..training import RECIPE_ONLY
 
+log = logging.getLogger(__name__)
+
 # Where results land and how they are logged does not change what a run computes.
 NOT_PART_OF_THE_RESULT = ("paths", "wandb", "sweep_name", "hydra", "gpu_slots")
-KEEP = {".hydra", "d2lora_exp.log"}
-CHECKPOINTS = "checkpoints"  # written by Hydra for this attempt before the run starts
+LOCK = ".lock"
+HYDRA = ".hydra"  # the Hydra files of the attempt that ran (installed by `install_hydra_files`)
+CHECKPOINTS = "checkpoints"
+# Never moved aside: the lock, the log every attempt appends to, and the Hydra files of live attempts (each
+# process writes its own `.hydra-<host>-<pid>/` before it runs, see conf/hydra/default.yaml).
+KEEP = {LOCK, "d2lora_exp.log"}
+KEEP_PREFIXES = (".attempt-", f"{HYDRA}-")
+_owned: set[Path] = set()  # run directories whose lock this process holds
+
+
+def error_line(err: BaseException) -> str:
+    """How a failure is recorded everywhere (metrics.json, the sweep's report and log): one line."""
+    return f"{err.__class__.__name__}: {err}"
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -40,8 +59,34 @@ def config_hash(cfg: DictConfig) -> str:
     return stable_hash(data)
 
 
+@contextmanager
+def owned(out_dir: Path) -> Iterator[None]:
+    """Hold `<out_dir>/.lock` for the block: the one live process allowed to read, move or write the run's files.
+
+    Another process holding it is a live run of this directory (the OS drops the lock of a dead one), so this
+    one waits for it to end, saying so, and then decides as if it had come later: reuse a finished result, or
+    move a dead attempt aside and run."""
+    out_dir = Path(out_dir).resolve()
+    lock = FileLock(str(out_dir / LOCK))
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        log.info("%s is owned by another live process (it holds %s); waiting for it to end, then reusing its "
+                 "result if it finished, or taking over if it died", out_dir, LOCK)
+        lock.acquire()
+        log.info("%s: the other process ended; this one owns the directory now", out_dir)
+    _owned.add(out_dir)
+    try:
+        yield
+    finally:
+        _owned.discard(out_dir)
+        lock.release()
+
+
 def previous_result(out_dir: Path, digest: str) -> dict[str, Any] | None:
-    """The finished result to reuse, or None after clearing a dead attempt out of the way."""
+    """The finished result to reuse, or None after clearing a dead attempt out of the way.
+
+    Reading needs no lock; moving files aside needs `owned(out_dir)`: without it the files may be a live run's."""
     path = out_dir / "metrics.json"
     if not path.is_file():
         return None
@@ -56,13 +101,10 @@ def previous_result(out_dir: Path, digest: str) -> dict[str, Any] | None:
             f"{out_dir} already holds a finished run of a different config (config_hash {data.get('config_hash')} "
             f"vs {digest}). Nothing was overwritten: give this sweep its own name (sweep_name=...) or remove that directory."
         )
-    attempt = out_dir / f".attempt-{time.strftime('%Y%m%d-%H%M%S')}"
-    attempt.mkdir()
     # The checkpoints of an interrupted attempt of this same config are where the next attempt resumes.
     keep = KEEP | ({CHECKPOINTS} if data.get("config_hash") == digest else set())
-    for item in out_dir.iterdir():
-        if item.name not in keep and not item.name.startswith(".attempt-"):
-            shutil.move(str(item), attempt / item.name)
+    _move_aside(out_dir, [item for item in out_dir.iterdir()
+                          if item.name not in keep and not item.name.startswith(KEEP_PREFIXES)])
     return None
 
 
@@ -80,6 +122,34 @@ def resumed_wandb_id(out_dir: Path, digest: str) -> str | None:
     if latest(out_dir / CHECKPOINTS / "adapt") is None:
         return None
     return (data.get("wandb_run") or {}).get("id")
+
+
+def _move_aside(out_dir: Path, items: list[Path]) -> None:
+    """Move a dead attempt's files into `.attempt-<time>/`: never deleted, and never a live run's (see `owned`)."""
+    if not items:
+        return
+    if Path(out_dir).resolve() not in _owned:
+        raise RuntimeError(f"{out_dir} is not owned by this process (record.owned), so its files may be a live run's, "
+                           "owned by another process: nothing was moved")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    attempt, n = out_dir / f".attempt-{stamp}", 1
+    while attempt.exists():  # another dead attempt cleared in the same second
+        attempt, n = out_dir / f".attempt-{stamp}-{n}", n + 1
+    attempt.mkdir()
+    for item in items:
+        shutil.move(str(item), attempt / item.name)
+
+
+def install_hydra_files(attempt: Path | None, out_dir: Path) -> None:
+    """This attempt runs: the Hydra files it wrote (`attempt`, None outside Hydra) become the run's `.hydra/`.
+
+    Called by the owner after `previous_result`; a job that skips or refuses the run never gets here, so the
+    `.hydra/` of a finished run is the one that made it. A `.hydra/` still there belongs to an attempt that died
+    before its metrics.json: it is moved aside like any dead attempt's files."""
+    if attempt is None or not attempt.is_dir():
+        return
+    _move_aside(out_dir, [out_dir / HYDRA] if (out_dir / HYDRA).exists() else [])
+    os.replace(attempt, out_dir / HYDRA)
 
 
 class Record:
@@ -117,7 +187,7 @@ class Record:
         return self.data
 
     def fail(self, err: BaseException) -> None:
-        self.update(status="failed", error=f"{err.__class__.__name__}: {err}")
+        self.update(status="failed", error=error_line(err))
 
     def interrupted(self, err: BaseException) -> None:
         """Stopped by a signal after saving what it had: a rerun of the same config resumes it."""
