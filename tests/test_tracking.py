@@ -84,3 +84,25 @@ def test_a_server_that_never_answers_is_given_up_after_the_timeout(monkeypatch):
         started = time.perf_counter()
         assert not tracking.reachable(f"http://127.0.0.1:{listening.getsockname()[1]}", 0.5)
         assert time.perf_counter() - started < 2
+
+
+def test_a_failing_wandb_call_is_raised_unless_a_stop_signal_came_first():
+    """On SLURM the stop signal also reaches W&B's service process: after it, a dead W&B must not turn the
+    interruption (checkpoint saved, status interrupted) into a failure; before it, a W&B error is an error."""
+    import os
+    import signal
+
+    from d2lora_exp import interrupt
+
+    def dead(*args, **kwargs):
+        raise ConnectionResetError("Connection lost")
+
+    interrupt.reset()
+    with pytest.raises(ConnectionResetError):
+        tracking.after_stop("log", dead, {"loss": 1.0})
+    try:
+        with interrupt.guard():
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert tracking.after_stop("log", dead, {"loss": 1.0}) is None
+    finally:
+        interrupt.reset()
