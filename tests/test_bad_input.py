@@ -76,6 +76,10 @@ def _no_training(monkeypatch):
         (["eval.evaluators=[task,chat]", "eval.chat_data=null"], r"lists chat, which needs held-out chat prompts: set eval.chat_data="),
         (["train.checkpoint_every=2h"], r"train.checkpoint_every='2h' is not valid: use '<N>steps'"),
         (["train.checkpoint_keep=0"], r"train.checkpoint_keep=0 is not valid: use an integer >= 1"),
+        (["+method.args.output_dir=/tmp/shared"], r"method.args sets \['output_dir'\]: checkpoints and reporting belong "
+                                                  r"to the recipe"),
+        (["init=d2lora", "+warmup.args.save_total_limit=1"], r"warmup.args sets \['save_total_limit'\]"),
+        (["+train.resume_from_checkpoint=/x"], r"train sets \['resume_from_checkpoint'\]"),
         (["eval.evaluators=[task,bleu]"], r"eval.evaluators: unknown \['bleu'\]; choose from"),
         (["eval.evaluators=[task,gsm8k]"], r"names an evaluator twice"),
         (["task=titles", "eval.evaluators=[gsm8k]"], r"score another task's held-out set; task=titles is scored by 'titles_rouge'"),
@@ -308,7 +312,7 @@ def test_overlong_policy_changes_the_config_hash_not_the_trl_config(make_cfg):
 
     drop, cut = make_cfg("train.overlong=drop"), make_cfg("train.overlong=truncate")
     assert config_hash(drop) != config_hash(cut)
-    assert "overlong" not in training.trainer_args(drop, Path("x"), drop.method, "cpu", __import__("torch").float32)
+    assert "overlong" not in training.trainer_args(drop, Path("x"), drop.method, "cpu", __import__("torch").float32, "method")
 
 
 # --- W&B without network ---------------------------------------------------------------------------------------

@@ -23,26 +23,29 @@ def test_bad_schedules_are_refused(value):
         checkpointing.parse_every(value)
 
 
-def _checkpoint(root, step: int, loss_sum: float, mark: bool = True):
+def _checkpoint(root, step: int, loss: float, mark: bool = True, key: str = "run-a"):
     path = root / f"checkpoint-{step}"
     path.mkdir(parents=True)
     (path / "adapter_model.safetensors").write_bytes(b"w" * (100 + step))
     (path / "optimizer.pt").write_bytes(b"o" * 50)
     if mark:
-        (path / checkpointing.MARK).write_text(json.dumps({"step": step, "loss_sum": loss_sum,
+        (path / checkpointing.MARK).write_text(json.dumps({"key": key, "step": step, "loss_logged": loss,
+                                                           "loss_unlogged": 0.5, "last_logged": step - 1,
                                                            "files": dir_digests(path)}))
     return path
 
 
-def test_latest_skips_checkpoints_cut_short_or_damaged(tmp_path):
+def test_latest_skips_checkpoints_cut_short_damaged_or_of_another_run(tmp_path):
     _checkpoint(tmp_path, 3, 9.0)
     six = _checkpoint(tmp_path, 6, 17.5)
     _checkpoint(tmp_path, 12, 30.0, mark=False)  # killed while saving: no mark
     nine = _checkpoint(tmp_path, 9, 25.0)
     (nine / "optimizer.pt").write_bytes(b"o" * 10)  # truncated after the mark
-    found = checkpointing.latest(tmp_path)
-    assert (found.path, found.step, found.loss_sum) == (six, 6, 17.5)
-    assert checkpointing.latest(tmp_path / "none") is None
+    _checkpoint(tmp_path, 15, 40.0, key="run-b")  # another run's (e.g. a shared directory)
+    found = checkpointing.latest(tmp_path, "run-a")
+    assert (found.path, found.step, found.loss_logged, found.last_logged) == (six, 6, 17.5, 5)
+    assert checkpointing.latest(tmp_path, "run-b").step == 15
+    assert checkpointing.latest(tmp_path / "none", "run-a") is None
 
 
 def test_when_to_checkpoint_is_not_part_of_the_result(make_cfg):

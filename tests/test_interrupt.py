@@ -50,3 +50,24 @@ def test_no_new_run_starts_in_a_process_asked_to_stop():
         interrupt.check("in the adapt phase")
     with pytest.raises(interrupt.Interrupted, match="before the run started"), interrupt.guard():
         pass
+
+
+def test_an_error_after_a_stop_signal_is_an_interruption_not_a_failure(make_cfg, monkeypatch):
+    """SLURM signals every process of the job: a data-loader worker or W&B's service may die of it first, and the
+    error the run then sees must leave it resumable (status interrupted), not failed."""
+    import json
+    from pathlib import Path
+
+    from d2lora_exp import recipe
+    from d2lora_exp.phases import evaluate
+
+    def dies(plan, model):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise RuntimeError("DataLoader worker (pid 123) is killed by signal: Terminated")
+
+    monkeypatch.setattr(evaluate, "run", dies)
+    cfg = make_cfg()
+    with pytest.raises(interrupt.Interrupted, match="SIGTERM received; stopped then RuntimeError: DataLoader worker"):
+        recipe.run(cfg)
+    saved = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    assert saved["status"] == "interrupted"

@@ -17,9 +17,10 @@ pytestmark = pytest.mark.e2e
 
 STOPPER = Path(__file__).with_name("stop_at_step.py")
 # 24 warm-up rows and 32 task rows in batches of 4: 6 warm-up steps, 16 adaptation steps (2 epochs, so the resume
-# also crosses an epoch boundary); dropout 0.05 makes the RNG state matter.
+# also crosses an epoch boundary); dropout 0.05 makes the RNG state matter; a loss is logged every 4 steps, so the
+# first one after a resume averages steps from before and after it.
 RUN = ["experiment=smoke", "init=d2lora", "data_size=32", "method.num_train_epochs=2", "warmup.size=24",
-       "wandb.mode=offline"]
+       "wandb.mode=offline", "train.logging_steps=4"]  # resume points fall inside a logging window
 
 
 def _env(root: Path) -> dict:
@@ -115,3 +116,20 @@ def test_a_stop_signal_saves_a_checkpoint_marks_the_run_interrupted_and_resumes(
         assert resumed["wandb_run"]["id"] == saved["wandb_run"]["id"] and resumed["wandb_run"]["resumed"] is True
     attempts = list(run_dir.glob(".attempt-*/metrics.json"))
     assert [json.loads(p.read_text())["status"] for p in attempts] == ["interrupted"]
+
+
+def test_a_signal_after_the_adaptation_keeps_its_adapter(tmp_path, uninterrupted):
+    """SIGTERM at the last optimizer step: the phase's result is saved (no checkpoint needed), the run stops at the
+    next phase boundary, and the rerun evaluates that adapter instead of training it again."""
+    run_dir = tmp_path / "run"
+    stopped = _run(tmp_path, run_dir, "train.checkpoint_every=null", stop="adapt:16:TERM")
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-3000:]
+    saved = _metrics(run_dir)
+    assert saved["status"] == "interrupted" and saved["error"] == "SIGTERM received; stopped after the adaptation"
+    assert (run_dir / "adapter").is_dir() and not (run_dir / "checkpoints").exists()
+
+    rerun = _run(tmp_path, run_dir, "train.checkpoint_every=null")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    resumed = _metrics(run_dir)
+    assert resumed["adapt"]["reused_from_interrupted_attempt"] is True
+    _same_result({**resumed, "adapt": {**resumed["adapt"], "resumed_from_step": 0}}, uninterrupted)

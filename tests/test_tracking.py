@@ -106,3 +106,9 @@ def test_a_failing_wandb_call_is_raised_unless_a_stop_signal_came_first():
             assert tracking.after_stop("log", dead, {"loss": 1.0}) is None
     finally:
         interrupt.reset()
+
+
+def test_an_unknown_wandb_mode_in_the_environment_is_one_line(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "ofline")
+    with pytest.raises(UserError, match="WANDB_MODE='ofline' is not a W&B mode: use one of online, offline, disabled"):
+        tracking.decide_mode(OmegaConf.create({"enabled": True, "mode": "auto", "probe_timeout_s": 1}))

@@ -68,8 +68,8 @@ def _hydra_main(cfg: DictConfig) -> float | JobFailure | None:
                 logging.getLogger(__name__).info("job %s runs on GPU %s", cfg.run_name, gpu)
         result = recipe.run(cfg, attempt)
     except interrupt.Interrupted as err:  # a BaseException: it stops a local sweep too, as the signal asked
-        print(f"d2lora_exp: interrupted: {err}; rerun the same command to resume from the checkpoint "
-              f"({cfg.paths.output_dir})", file=sys.stderr)
+        again = "the same sweep" if _in_multirun() else f"the same command with hydra.run.dir={cfg.paths.output_dir}"
+        print(f"d2lora_exp: interrupted: {err}; rerun {again} to resume from its checkpoint", file=sys.stderr)
         interrupt.hand_over(err)
     except Exception as err:
         if isinstance(err, UserError):

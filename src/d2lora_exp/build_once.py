@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
+from . import interrupt
 from .fingerprint import dir_digests
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,14 @@ def build_once(target: Path, stamp: str, build: Callable[[Path], T]) -> Built[T]
     """Make `target` hold what `build(tmp_dir)` writes for `stamp`, building it only if it does not already."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
+    lock = FileLock(str(target) + ".lock")
+    while True:  # another job may be building it for hours: a stop signal must still be heard while waiting
+        try:
+            lock.acquire(timeout=1)
+            break
+        except Timeout:
+            interrupt.check(f"while waiting for another job to build {target.name}")
+    try:
         if _valid(target, stamp):
             return Built(target, True, None)
         for stale in [*target.parent.glob(f"{target.name}.tmp-*"), *target.parent.glob(f"{target.name}.old-*")]:
@@ -78,6 +86,8 @@ def build_once(target: Path, stamp: str, build: Callable[[Path], T]) -> Built[T]
                 os.replace(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        lock.release()
     return Built(target, False, value)
 
 

@@ -60,26 +60,35 @@ def schedule(train_cfg: Any) -> Schedule:
 class Checkpoint:
     path: Path
     step: int
-    loss_sum: float
+    loss_logged: float  # the sum of the losses logged up to `last_logged` (the Trainer's _total_loss_scalar)
+    loss_unlogged: float  # the sum since then, not yet logged (its _tr_loss)
+    last_logged: int
 
 
-def _read(path: Path) -> Checkpoint | None:
+def _step(path: Path) -> int:
+    return int(path.name.split("-")[-1])
+
+
+def _read(path: Path, key: str) -> Checkpoint | None:
     try:
         mark = json.loads((path / MARK).read_text())
     except (OSError, json.JSONDecodeError):
+        return None
+    if mark.get("key") != key:
+        log.warning("%s: written for another run (key %s, not %s); not resumed from", path, mark.get("key"), key)
         return None
     files = {k: v for k, v in dir_digests(path).items() if k != MARK}
     if files != mark.get("files"):
         log.warning("%s: incomplete or damaged (its files differ from the ones recorded); not resumed from", path)
         return None
-    return Checkpoint(path, int(mark["step"]), float(mark["loss_sum"]))
+    return Checkpoint(path, int(mark["step"]), float(mark["loss_logged"]), float(mark["loss_unlogged"]),
+                      int(mark["last_logged"]))
 
 
-def latest(directory: Path) -> Checkpoint | None:
-    """The newest checkpoint under `directory` that was written to the end, or None."""
-    found = sorted(Path(directory).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]), reverse=True)
-    for path in found:
-        checkpoint = _read(path)
+def latest(directory: Path, key: str) -> Checkpoint | None:
+    """The newest checkpoint under `directory` written to the end for `key` (the run's or warm-up's), or None."""
+    for path in sorted(Path(directory).glob("checkpoint-*"), key=_step, reverse=True):
+        checkpoint = _read(path, key)
         if checkpoint is not None:
             return checkpoint
     return None
@@ -95,13 +104,28 @@ def remove(directory: Path) -> None:
 
 
 class CheckpointCallback(TrainerCallback):
-    """Saves on the schedule and on a stop signal (then stops the trainer); marks each finished save."""
+    """Saves on the schedule and on a stop signal (then stops the trainer); marks each finished save, then keeps
+    the newest `keep` marked ones (the Trainer's own rotation would delete old ones before the new one is marked)."""
 
-    def __init__(self, plan: Schedule, loss_before: float = 0.0) -> None:
+    def __init__(self, plan: Schedule, key: str) -> None:
         self.plan = plan
-        self.loss_before = loss_before  # the loss sum of the steps before the checkpoint this phase resumed from
-        self.trainer = None  # set by training.train: the running loss sum lives on the trainer
+        self.key = key
+        self.resume: Checkpoint | None = None  # set by training.train before trainer.train()
+        self.trainer = None  # set by training.train: the running loss sums live on the trainer
         self._last_save = time.monotonic()
+
+    @property
+    def loss_before(self) -> float:
+        """The sum of the losses logged before the resume point (the Trainer restarts its own at zero)."""
+        return self.resume.loss_logged if self.resume else 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # Put back the Trainer's logging window as it was at the checkpoint, so the first loss logged after a
+        # resume averages the same steps as in a run never interrupted.
+        if self.resume is not None:
+            self.trainer._tr_loss += self.resume.loss_unlogged
+            self.trainer._globalstep_last_logged = self.resume.last_logged
+        return control
 
     def on_step_end(self, args, state, control, **kwargs):
         due = (self.plan.steps is not None and state.global_step % self.plan.steps == 0) or (
@@ -114,9 +138,20 @@ class CheckpointCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        loss = self.trainer._total_loss_scalar + float(self.trainer._tr_loss.item())
-        write_json_atomic(path / MARK, {"step": state.global_step, "loss_sum": self.loss_before + loss,
-                                        "files": dir_digests(path)})
+        trainer = self.trainer
+        write_json_atomic(path / MARK, {"key": self.key, "step": state.global_step,
+                                        "loss_logged": self.loss_before + trainer._total_loss_scalar,
+                                        "loss_unlogged": float(trainer._tr_loss.item()),
+                                        "last_logged": trainer._globalstep_last_logged, "files": dir_digests(path)})
         self._last_save = time.monotonic()
         log.info("checkpoint at step %d/%d -> %s", state.global_step, state.max_steps, path)
+        self._rotate(Path(args.output_dir), state.global_step)
         return control
+
+    def _rotate(self, directory: Path, newest: int) -> None:
+        found = sorted(directory.glob("checkpoint-*"), key=_step)
+        marked = [p for p in found if (p / MARK).is_file()]
+        keep = set(marked[-self.plan.keep:])
+        for path in found:
+            if path not in keep and _step(path) <= newest:
+                shutil.rmtree(path, ignore_errors=True)

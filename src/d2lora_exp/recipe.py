@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from . import interrupt, modeling, tracking
+from .errors import UserError
 from .files import check_writable
 from .phases import adapt, evaluate, record, warmup
 from .phases.prepare import Plan, prepare
@@ -43,8 +44,8 @@ def run(cfg: DictConfig, hydra_files: Path | None = None) -> dict[str, Any]:
 
 def _run(cfg: DictConfig, out_dir: Path, hydra_files: Path | None) -> dict[str, Any]:
     digest = record.config_hash(cfg)
-    resume_id = record.resumed_wandb_id(out_dir, digest)
-    done = record.previous_result(out_dir, digest)
+    carried = record.carried_over(out_dir, digest)
+    done = record.previous_result(out_dir, digest, carried)
     if done is not None:
         log.info("%s: already complete in %s, skipped", cfg.run_name, out_dir)
         return {**done, "skipped": True}
@@ -67,8 +68,8 @@ def _run(cfg: DictConfig, out_dir: Path, hydra_files: Path | None) -> dict[str, 
                     rec.update(warmup=warmup_summary)
             interrupt.check("after the warm-up")
 
-            rec.open_wandb(_open_wandb(plan, warmup_summary, resume_id), resumed=resume_id is not None)
-            model, adapted = adapt.run(plan, model, warmup_dir, rec.wandb_run)
+            rec.open_wandb(_open_wandb(plan, warmup_summary, carried.wandb_id), resumed=carried.wandb_id is not None)
+            model, adapted = adapt.run(plan, model, warmup_dir, rec.wandb_run, carried.adapt)
             if adapted is not None:
                 rec.timings.update(init=adapted.pop("init_seconds"), adapt=adapted.pop("seconds"))  # training alone
                 rec.update(adapt=adapted, timings=rec.timings)
@@ -83,7 +84,14 @@ def _run(cfg: DictConfig, out_dir: Path, hydra_files: Path | None) -> dict[str, 
         rec.interrupted(err)
         raise
     except BaseException as err:
-        rec.fail(err)
-        raise
+        signum = interrupt.requested()
+        if signum is None or isinstance(err, UserError):
+            rec.fail(err)
+            raise
+        # After a stop signal, an error is most likely its consequence (SLURM signals every process of the job:
+        # a data-loader worker, W&B's service): the run is interrupted, to be resumed, not failed.
+        stopped = interrupt.Interrupted(signum, f"then {record.error_line(err)}")
+        rec.interrupted(stopped)
+        raise stopped from err
     finally:
         rec.close()

@@ -24,6 +24,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from .errors import UserError
+
 log = logging.getLogger(__name__)
 
 
@@ -111,7 +113,12 @@ class SweepReport(Callback):
             state = json.loads(progress.read_text()) if progress.is_file() else {}
         failed = state.get("failed", [])
         written = report.write(sweep_dir, failed=failed)
-        run_id = tracking.log_sweep_summary(config.wandb, sweep_dir, str(config.sweep_name), written)
+        run_id = summary_error = None
+        try:
+            run_id = tracking.log_sweep_summary(config.wandb, sweep_dir, str(config.sweep_name), written)
+        except UserError as err:  # e.g. wandb.mode=online and the server went away during the sweep
+            summary_error = err
+            log.error("sweep %s: no W&B summary run: %s", config.sweep_name, err)
         log.info("sweep %s: %d results -> %s (W&B summary run: %s)", config.sweep_name, len(written["rows"]),
                  sweep_dir / "report.md", run_id or "off")
         if failed:
@@ -119,3 +126,5 @@ class SweepReport(Callback):
                       state["total"], sweep_dir / "report.md",
                       "\n".join(f"  {f['run_name']}: {f['error']}" for f in failed))
             raise SystemExit(1)  # after the report: what finished is reported, and the sweep still reads as failed
+        if summary_error is not None:
+            raise SystemExit(1)

@@ -12,6 +12,7 @@ import netrc
 import os
 import re
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -26,6 +27,8 @@ from .errors import UserError
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.wandb.ai"
+MODES = ("online", "offline", "disabled")
+RESUME_WAITS = (1, 2, 4, 8, 16)  # seconds between tries to resume a W&B run its killed attempt still holds
 
 # Any key that contains a secret-looking word (hf_token, hfToken, WANDB_API_KEY, api-key, passwords, secrets)...
 SECRET_KEY = re.compile(r"token|api[_\-]?key|passw(or)?d|secret", re.IGNORECASE)
@@ -78,9 +81,10 @@ def after_stop(what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
 def has_api_key() -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True
+    host = urlsplit(os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL).hostname  # `wandb login --host` too
     try:
-        return netrc.netrc().authenticators("api.wandb.ai") is not None
-    except (FileNotFoundError, netrc.NetrcParseError):
+        return netrc.netrc().authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):  # no ~/.netrc, unreadable, or not netrc syntax: no key there
         return False
 
 
@@ -123,6 +127,8 @@ def decide_mode(wandb_cfg: Any) -> str:
     explicit = mode != "auto" or bool(os.environ.get("WANDB_MODE"))
     if mode == "auto":
         mode = os.environ.get("WANDB_MODE") or ("online" if has_api_key() else "offline")
+        if mode not in MODES:
+            raise UserError(f"WANDB_MODE={mode!r} is not a W&B mode: use one of {', '.join(MODES)}, or unset it.")
     if mode != "online":
         return mode
     url, timeout_s = base_url(), float(wandb_cfg.probe_timeout_s)
@@ -146,26 +152,33 @@ def start(wandb_cfg: Any, mode: str, run_dir: Path, name: str, job_type: str, ta
         return None
     import wandb
 
-    return wandb.init(
-        project=wandb_cfg.project, entity=wandb_cfg.entity, dir=str(run_dir), mode=mode,
-        group=wandb_cfg.group, job_type=job_type, name=name, tags=tags + list(wandb_cfg.tags or []),
-        config=flatten(scrub(config)), reinit="finish_previous", id=run_id, resume="allow" if run_id else None,
-    )
+    settings = dict(project=wandb_cfg.project, entity=wandb_cfg.entity, dir=str(run_dir), mode=mode,
+                    group=wandb_cfg.group, job_type=job_type, name=name, tags=tags + list(wandb_cfg.tags or []),
+                    config=flatten(scrub(config)), reinit="finish_previous", id=run_id,
+                    resume="allow" if run_id else None)
+    for wait in (*RESUME_WAITS, None):
+        try:
+            return wandb.init(**settings)
+        except Exception as err:
+            # A killed attempt's W&B service outlives it for a second or more and holds the run id meanwhile.
+            if run_id is None or "in use" not in str(err) or wait is None:
+                raise
+            log.info("W&B run %s is still held by the stopped attempt's W&B process; retrying in %ss", run_id, wait)
+            time.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 class PhaseLogger(TrainerCallback):
-    """Logs trainer metrics as `<phase>/<name>` with its own step axis, and keeps the history."""
+    """Logs trainer metrics as `<phase>/<name>` with its own step axis (the history is the Trainer's state)."""
 
     def __init__(self, phase: str, run) -> None:
         self.phase = phase
         self.run = run
-        self.history: list[dict[str, float]] = []
         if run is not None:
-            run.define_metric(f"{phase}/*", step_metric=f"{phase}/step")
+            after_stop("define_metric", run.define_metric, f"{phase}/*", step_metric=f"{phase}/step")
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float))}
-        self.history.append({"step": state.global_step, **logs})
         if self.run is not None:
             after_stop("log", self.run.log,
                        {f"{self.phase}/{k}": v for k, v in logs.items()} | {f"{self.phase}/step": state.global_step})

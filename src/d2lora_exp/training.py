@@ -19,26 +19,37 @@ log = logging.getLogger(__name__)
 
 # Settings of the recipe, not of TRL: when to checkpoint (checkpointing.py) changes no number.
 RECIPE_ONLY = ("checkpoint_every", "checkpoint_keep")
+# TRL/Trainer settings the recipe sets itself (checkpoints, resume, reporting): refused in `train` and `*.args`.
+RECIPE_OWNED = ("output_dir", "save_strategy", "save_steps", "save_total_limit", "save_only_model", "save_on_each_node",
+                "ignore_data_skip", "resume_from_checkpoint", "restore_callback_states_from_checkpoint", "report_to",
+                "overwrite_output_dir")
 ANSWER_COLUMNS = ("completion", "chosen", "rejected")  # SFT rows have the first, preference rows the other two
 
 
-def trainer_args(cfg: DictConfig, out_dir: Path, phase: Any, device: str, dtype: torch.dtype) -> dict[str, Any]:
-    """Shared `train` settings, then the phase's own hyper-parameters, then its pass-through `args`.
+def trainer_args(cfg: DictConfig, out_dir: Path, phase: Any, device: str, dtype: torch.dtype,
+                 what: str) -> dict[str, Any]:
+    """Shared `train` settings, then the phase's own hyper-parameters, then its pass-through `args` (`what`.args).
 
-    `out_dir` is where the phase's checkpoints go. When to save is decided by checkpointing.CheckpointCallback
-    (steps, minutes or a stop signal), so the Trainer's own schedule is off; it keeps `checkpoint_keep` of them.
-    Reporting is tracking.py's."""
+    `out_dir` is where the phase's checkpoints go. When to save, how many to keep and where is
+    checkpointing.CheckpointCallback's business (steps, minutes or a stop signal), so the Trainer's own schedule and
+    rotation are off and a setting of them is refused: another output_dir would let runs resume each other's
+    checkpoints. Reporting is tracking.py's."""
     args = OmegaConf.to_container(cfg.train, resolve=True)
-    keep = int(args.get("checkpoint_keep", 2))
     for key in RECIPE_ONLY:
         args.pop(key, None)
     args.pop("overlong")  # ours (fit_rows), not TRL's
+    extra = OmegaConf.to_container(phase.get("args") or OmegaConf.create({}), resolve=True)
+    for source, values in (("train", args), (f"{what}.args", extra)):
+        owned = sorted(set(values) & set(RECIPE_OWNED))
+        if owned:
+            raise UserError(f"{source} sets {owned}: checkpoints and reporting belong to the recipe "
+                            "(train.checkpoint_every, train.checkpoint_keep, wandb.*); remove them.")
     args.update(
-        output_dir=str(out_dir), seed=int(cfg.seed), report_to="none", save_strategy="no", save_total_limit=keep,
+        output_dir=str(out_dir), seed=int(cfg.seed), report_to="none", save_strategy="no", save_total_limit=None,
         logging_first_step=True, use_cpu=device == "cpu", bf16=dtype == torch.bfloat16, disable_tqdm=False,
         learning_rate=float(phase["learning_rate"]), num_train_epochs=float(phase["num_train_epochs"]),
     )
-    args.update(OmegaConf.to_container(phase.get("args") or OmegaConf.create({}), resolve=True))
+    args.update(extra)
     return args
 
 
@@ -106,24 +117,28 @@ def _cut_prompts(rows: Dataset, tokenizer, max_length: int, over: list[int], ans
     return rows.remove_columns("prompt").add_column("prompt", prompts)
 
 
-def callbacks(phase: str, wandb_run, train_cfg: Any) -> list:
-    """What every training phase hands its trainer: the metric logger and the checkpoint saver."""
-    return [tracking.PhaseLogger(phase, wandb_run), checkpointing.CheckpointCallback(checkpointing.schedule(train_cfg))]
+def callbacks(phase: str, wandb_run, train_cfg: Any, key: str) -> list:
+    """What every training phase hands its trainer: the metric logger and the checkpoint saver. `key` says whose
+    checkpoints they are (the run's config and library versions, or the warm-up's cache key): only a checkpoint
+    written for the same key is ever resumed from."""
+    return [tracking.PhaseLogger(phase, wandb_run),
+            checkpointing.CheckpointCallback(checkpointing.schedule(train_cfg), key)]
 
 
-def train(trainer, phase: str, checkpoint_dir: Path) -> dict[str, Any]:
+def train(trainer, phase: str) -> dict[str, Any]:
     """Run the trainer from the phase's latest complete checkpoint (if any); the losses and timing a result records.
 
-    Raises interrupt.Interrupted once the checkpoint of a stop signal is saved."""
+    Raises interrupt.Interrupted once the checkpoint of a stop signal is saved (not when the signal came after the
+    last step: the phase's result is then saved first, and the recipe stops at its next check)."""
     saver = next(c for c in trainer.callback_handler.callbacks if isinstance(c, checkpointing.CheckpointCallback))
     saver.trainer = trainer
-    resume = checkpointing.latest(checkpoint_dir)
+    saver.resume = resume = checkpointing.latest(Path(trainer.args.output_dir), saver.key)
     if resume is not None:
-        saver.loss_before = resume.loss_sum
         log.info("%s: resuming from step %d (%s)", phase, resume.step, resume.path)
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(resume.path) if resume else None)
-    interrupt.check(f"in the {phase} phase at step {output.global_step}, after saving a checkpoint")
+    if output.global_step < trainer.state.max_steps:
+        interrupt.check(f"in the {phase} phase at step {output.global_step}, after saving a checkpoint")
     # The Trainer averages over the steps of this call only; the checkpoint carried the sum of the ones before.
     steps_before = resume.step if resume else 0
     loss_sum = saver.loss_before + float(output.training_loss) * (output.global_step - steps_before)

@@ -16,7 +16,7 @@ import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
 
-from .. import chat
+from .. import chat, interrupt
 from ..data import sources
 from ..errors import UserError
 from ..files import write_jsonl
@@ -69,6 +69,7 @@ def choice_logprobs(model, tokenizer, prompts: list[str], continuations: list[st
     out: list[tuple[float, int]] = []
     try:
         for i in range(0, len(pairs), batch_size):
+            interrupt.check("during evaluation")
             batch = pairs[i : i + batch_size]
             width = max(len(ids) for ids, _ in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)

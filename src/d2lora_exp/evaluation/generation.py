@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
+from .. import interrupt
+
 
 @torch.inference_mode()
 def generate(model, tokenizer, prompts: list[str], batch_size: int, max_new_tokens: int, desc: str = "eval",
@@ -27,6 +29,7 @@ def generate(model, tokenizer, prompts: list[str], batch_size: int, max_new_toke
     try:
         with tqdm(total=len(prompts), desc=desc, unit="ex") as bar:
             for start in range(0, len(order), batch_size):
+                interrupt.check("during evaluation")  # a long evaluation must not outlast SLURM's grace period
                 idx = order[start : start + batch_size]
                 batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
                                   add_special_tokens=False).to(device)

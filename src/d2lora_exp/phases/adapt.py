@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import adapters, checkpointing, inits, training
+from . import record
 from .prepare import Plan, calibration_batches
 
 log = logging.getLogger(__name__)
@@ -27,22 +28,29 @@ def start_adapter(plan: Plan, model, warmup_dir: Path | None) -> tuple[Any, Path
     return inits.create(model, cfg.lora, plan.init_base, int(cfg.seed), calibration_batches(plan), initial), initial
 
 
-def run(plan: Plan, model, warmup_dir: Path | None, wandb_run) -> tuple[Any, dict[str, Any] | None]:
-    """(the model to evaluate, what metrics.json records about the adaptation, or None if nothing was trained)."""
+def run(plan: Plan, model, warmup_dir: Path | None, wandb_run,
+        finished: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any] | None]:
+    """(the model to evaluate, what metrics.json records about the adaptation, or None if nothing was trained).
+
+    `finished`: the record of an interrupted attempt whose adapter/ is intact (record.carried_over): used as is."""
     if len(plan.train_rows) == 0:
         return (adapters.load_frozen(model, warmup_dir) if warmup_dir is not None else model), None
+    if finished is not None:
+        log.info("adaptation: finished by an interrupted attempt; its adapter %s is used as it is", finished["digest"])
+        model = adapters.load_frozen(model, plan.out_dir / record.ADAPTER)
+        return model, {**finished, "reused_from_interrupted_attempt": True, "seconds": 0.0, "init_seconds": 0.0}
     started = time.perf_counter()
     model, initial = start_adapter(plan, model, warmup_dir)
     init_seconds = round(time.perf_counter() - started, 2)
     cfg = plan.cfg
     start = {"digest": adapters.live_digest(model), "lora_b_norm": adapters.lora_b_norm(model)}
     log.info("adaptation: %s on %d %s rows", cfg.method.name, len(plan.train_rows), plan.task.name)
-    callbacks = training.callbacks("adapt", wandb_run, cfg.train)
+    key = record.checkpoint_key(record.config_hash(cfg))
+    callbacks = training.callbacks("adapt", wandb_run, cfg.train, key)
     trainer = plan.method.build_trainer(model, plan.tokenizer, plan.train_rows, plan.adapt_config, cfg.method, callbacks)
-    checkpoints = Path(plan.adapt_config.output_dir)
-    stats = training.train(trainer, "adapt", checkpoints)
+    stats = training.train(trainer, "adapt")
     model = trainer.model
     adapter_dir = adapters.save(model, plan.out_dir / "adapter", initial_dir=initial)
-    checkpointing.remove(checkpoints)
+    checkpointing.remove(Path(plan.adapt_config.output_dir))
     return model, {**stats, "init_seconds": init_seconds, "start": start, "adapter": str(adapter_dir),
                    "digest": adapters.file_digest(adapter_dir), "lora_b_norm": adapters.lora_b_norm(model)}

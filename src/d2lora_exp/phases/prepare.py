@@ -116,7 +116,7 @@ def prepare(cfg: DictConfig, out_dir: Path) -> Plan:
     modeling.check_target_modules(model_config, model_source,
                                   OmegaConf.to_container(cfg.lora, resolve=True)["target_modules"])
     train_rows, subset_hash, pool_size = _train_rows(method, task, cfg, n, tokenizer)
-    adapt_config = method.make_config(training.trainer_args(cfg, adapt_checkpoints(out_dir), cfg.method, device, dtype),
+    adapt_config = method.make_config(training.trainer_args(cfg, adapt_checkpoints(out_dir), cfg.method, device, dtype, "method"),
                                       cfg.method)
     train_rows, overlong_rows = training.fit_rows(train_rows, tokenizer, adapt_config.max_length, cfg.train.overlong,
                                                   f"{task.name} training")

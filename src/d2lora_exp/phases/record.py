@@ -19,6 +19,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from .. import tracking
 from ..errors import UserError
 from ..files import write_json_atomic
-from ..fingerprint import stable_hash
+from ..fingerprint import library_versions, stable_hash
 from ..training import RECIPE_ONLY
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ NOT_PART_OF_THE_RESULT = ("paths", "wandb", "sweep_name", "hydra", "gpu_slots")
 LOCK = ".lock"
 HYDRA = ".hydra"  # the Hydra files of the attempt that ran (installed by `install_hydra_files`)
 CHECKPOINTS = "checkpoints"
+ADAPTER = "adapter"
 # Never moved aside: the lock, the log every attempt appends to, and the Hydra files of live attempts (each
 # process writes its own `.hydra-<host>-<pid>/` before it runs, see conf/hydra/default.yaml).
 KEEP = {LOCK, "d2lora_exp.log"}
@@ -83,7 +85,7 @@ def owned(out_dir: Path) -> Iterator[None]:
         lock.release()
 
 
-def previous_result(out_dir: Path, digest: str) -> dict[str, Any] | None:
+def previous_result(out_dir: Path, digest: str, carried: Carried | None = None) -> dict[str, Any] | None:
     """The finished result to reuse, or None after clearing a dead attempt out of the way.
 
     Reading needs no lock; moving files aside needs `owned(out_dir)`: without it the files may be a live run's."""
@@ -101,27 +103,46 @@ def previous_result(out_dir: Path, digest: str) -> dict[str, Any] | None:
             f"{out_dir} already holds a finished run of a different config (config_hash {data.get('config_hash')} "
             f"vs {digest}). Nothing was overwritten: give this sweep its own name (sweep_name=...) or remove that directory."
         )
-    # The checkpoints of an interrupted attempt of this same config are where the next attempt resumes.
+    # The checkpoints of an interrupted attempt of this same config are where the next attempt resumes, and its
+    # adapter, if the adaptation had finished (`carried_over`), is used as it is.
     keep = KEEP | ({CHECKPOINTS} if data.get("config_hash") == digest else set())
+    if carried is not None and carried.adapt is not None:
+        keep |= {ADAPTER}
     _move_aside(out_dir, [item for item in out_dir.iterdir()
                           if item.name not in keep and not item.name.startswith(KEEP_PREFIXES)])
     return None
 
 
-def resumed_wandb_id(out_dir: Path, digest: str) -> str | None:
-    """The W&B run of an unfinished attempt of this config that left a checkpoint: the resumed run logs on
-    into it (same id) instead of starting a second run for one result. Read before previous_result moves it."""
+def checkpoint_key(digest: str) -> str:
+    """Whose adaptation checkpoints these are: the run's config and the library versions (a job requeued after an
+    upgrade starts its phase again rather than resume the state another version wrote)."""
+    return stable_hash({"config": digest, "versions": library_versions()})
+
+
+@dataclass
+class Carried:
+    """What an unfinished attempt of the same config leaves to the next one."""
+
+    wandb_id: str | None = None  # its W&B run, continued under the same id when there is something to resume
+    adapt: dict[str, Any] | None = None  # its adaptation record, when `adapter/` is the finished, intact adapter
+
+
+def carried_over(out_dir: Path, digest: str) -> Carried:
+    """Read before previous_result moves the attempt aside: a run stopped after its adaptation (e.g. a signal
+    during evaluation) keeps its adapter, and one stopped inside a phase logs on into the same W&B run."""
+    from ..adapters import file_digest
     from ..checkpointing import latest
 
     try:
         data = json.loads((out_dir / "metrics.json").read_text())
     except (OSError, json.JSONDecodeError):
-        return None
+        return Carried()
     if data.get("status") == "complete" or data.get("config_hash") != digest:
-        return None
-    if latest(out_dir / CHECKPOINTS / "adapt") is None:
-        return None
-    return (data.get("wandb_run") or {}).get("id")
+        return Carried()
+    adapt, adapter = data.get("adapt"), out_dir / ADAPTER
+    finished = adapt if adapt and adapter.is_dir() and file_digest(adapter) == adapt.get("digest") else None
+    resumable = finished is not None or latest(out_dir / CHECKPOINTS / "adapt", checkpoint_key(digest)) is not None
+    return Carried((data.get("wandb_run") or {}).get("id") if resumable else None, finished)
 
 
 def _move_aside(out_dir: Path, items: list[Path]) -> None:

@@ -98,7 +98,7 @@ def plan(cfg: DictConfig, tokenizer, model_source: str, out_dir: Path, device: s
     """The warm-up's rows and TRL config, checked like the adaptation's (prepare phase)."""
     rows = sft_rows(load_pool(cfg.warmup), tokenizer)
     material = key_material(cfg, model_source, str(dtype).removeprefix("torch."))
-    args = training.trainer_args(cfg, checkpoint_dir(cfg, stable_hash(material)), cfg.warmup, device, dtype)
+    args = training.trainer_args(cfg, checkpoint_dir(cfg, stable_hash(material)), cfg.warmup, device, dtype, "warmup")
     config = get_method("sft").make_config(args, cfg.method)
     rows, overlong = training.fit_rows(rows, tokenizer, config.max_length, cfg.train.overlong, "warm-up")
     return WarmupPlan(rows=rows, trl_config=config, overlong_rows=overlong, material=material)
@@ -118,7 +118,8 @@ def _train(plan, model, target: Path):
     log.info("warm-up %s: SFT of fresh LoRA on %d general rows", warm.key, len(warm.rows))
     checkpoints = Path(warm.trl_config.output_dir)
     # A resumed warm-up logs on into the W&B run of the attempt that wrote the checkpoint.
-    wandb_id = (checkpoints / WANDB_ID).read_text().strip() if checkpointing.latest(checkpoints) else None
+    id_file = checkpoints / WANDB_ID  # absent when the attempt that wrote the checkpoint had W&B off
+    wandb_id = id_file.read_text().strip() if id_file.is_file() and checkpointing.latest(checkpoints, warm.key) else None
     wrun = tracking.start(cfg.wandb, plan.wandb_mode, plan.out_dir, f"warmup-{warm.key[:8]}-s{cfg.seed}",
                           job_type="warmup", tags=[f"warmup:{warm.key}", f"seed:{cfg.seed}"], config=warm.material,
                           run_id=wandb_id)
@@ -129,9 +130,9 @@ def _train(plan, model, target: Path):
             (checkpoints / WANDB_ID).write_text(wrun.id)
         initial = target / "initial" if plan.init_base in inits.REWRITES_BASE else None
         model = inits.create(model, cfg.lora, plan.init_base, int(cfg.seed), calibration_batches(plan), initial)
-        callbacks = training.callbacks("warmup", wrun, cfg.train)
+        callbacks = training.callbacks("warmup", wrun, cfg.train, warm.key)
         trainer = get_method("sft").build_trainer(model, plan.tokenizer, warm.rows, warm.trl_config, cfg.method, callbacks)
-        stats = training.train(trainer, "warmup", checkpoints)
+        stats = training.train(trainer, "warmup")
         adapters.save(model, target, initial_dir=initial)
         adapters.require_finite(target, "the warm-up diverged, so nothing was cached: lower warmup.learning_rate.")
         finished = True
