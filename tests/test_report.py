@@ -9,12 +9,21 @@ import statistics
 from d2lora_exp import report
 
 
-def _run(sweep, init, method, n, seed, acc, status="complete", reference=None):
-    d = sweep / f"{init}-{method}-math-n{n}-s{seed}"
+def _run(sweep, init, method, n, seed, acc, status="complete", reference=None, task="math", metrics=None):
+    d = sweep / f"{init}-{method}-{task}-n{n}-s{seed}"
     d.mkdir(parents=True)
-    data = {"status": status, "task": "math", "init": init, "method": method, "data_size": n, "seed": seed,
-            "dpo_reference": reference, "metrics": {"accuracy": acc, "strict_accuracy": acc / 2, "eval_n": 10}}
+    data = {"status": status, "task": task, "init": init, "method": method, "data_size": n, "seed": seed,
+            "dpo_reference": reference, "config_hash": f"hash-{init}-{n}",
+            "metrics": metrics or {"accuracy": acc, "strict_accuracy": acc / 2, "eval_n": 10}}
     (d / "metrics.json").write_text(json.dumps(data))
+
+
+def _table(md: str, heading: str) -> tuple[list[str], dict[str, list[str]]]:
+    """The column headers and the rows (by "method | init" label) of the table under `## heading`."""
+    lines = md.split(f"## {heading}\n")[1].split("\n## ")[0].splitlines()
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("| ")]
+    header, rows = cells[0], cells[1:]
+    return header[2:], {f"{r[0]} | {r[1]}": r[2:] for r in rows}
 
 
 def test_report_aggregates_seeds_in_the_paper_layout(tmp_path, capsys):
@@ -35,8 +44,8 @@ def test_report_aggregates_seeds_in_the_paper_layout(tmp_path, capsys):
     assert "| sft | d2lora | 11.00 ± 0.00 (3) [±0.00] | 32.00 ± 2.65 (3) [±6.57] |" in md
     # D2LoRA - LoRA paired by seed: [1, -1, -3] at n=0 and [10, 9, 8] at n=100.
     assert "| sft | d2lora − lora | -1.00 ±4.97 (3) | +9.00 ±2.48 (3) |" in md
-    assert "| dpo[ref=base] | lora | – | 5.00 ± 0.00 (1) |" in md
-    assert "200" not in md.split("## math: accuracy")[1].split("\n")[2]
+    assert "| dpo[ref=base] | lora | – | 5.00 (1) |" in md
+    assert "200" not in _table(md, "math: accuracy")[0]  # the failed run's size has no column
     with open(sweep / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert "| sft | d2lora+pissa − pissa | – | +3.00 (1) |" in md  # composed inits pair with their plain twin
@@ -56,7 +65,7 @@ def test_data_size_zero_runs_are_the_first_point_of_their_method_curve(tmp_path)
     assert sorted((r["method"], r["init"], r["value"]) for r in zero) == [
         ("orpo", "d2lora", 9.0), ("orpo", "lora", 5.0), ("sft", "d2lora", 9.0), ("sft", "lora", 5.0)]
     md = report.markdown(report.aggregate(rows), "t")
-    assert "| orpo | lora | 5.00 ± 0.00 (1) | 15.00 ± 0.00 (1) |" in md
+    assert "| orpo | lora | 5.00 (1) | 15.00 (1) |" in md
 
 
 def test_variant_splits_a_method_curve(tmp_path):
@@ -66,7 +75,7 @@ def test_variant_splits_a_method_curve(tmp_path):
         data = json.loads((sweep / lr / "lora-sft-math-n100-s0" / "metrics.json").read_text())
         (sweep / lr / "lora-sft-math-n100-s0" / "metrics.json").write_text(json.dumps({**data, "variant": lr}))
     md = report.markdown(report.aggregate(report.collect(sweep)), "t")
-    assert "| sft[lr0.001] | lora | 10.00 ± 0.00 (1) |" in md and "| sft[lr0.002] | lora | 20.00 ± 0.00 (1) |" in md
+    assert "| sft[lr0.001] | lora | 10.00 (1) |" in md and "| sft[lr0.002] | lora | 20.00 (1) |" in md
 
 
 def test_published_numbers_appear_beside_ours(tmp_path):
@@ -94,4 +103,52 @@ def test_failed_runs_are_listed_with_their_error(tmp_path):
     md = (sweep / "report.md").read_text()
     assert "## Failed runs" in md
     assert f"- `lora-sft-math-n200-s0` (`{failed.parent}`): RuntimeError: CUDA out of memory" in md
-    assert "| sft | lora | 20.00 ± 0.00 (1) |" in md  # what finished is still reported
+    assert "| sft | lora | – | 20.00 (1) |" in md  # what finished is still reported (0: the paper's column)
+
+
+def test_a_single_seed_cell_shows_its_value_without_a_zero_spread(tmp_path):
+    sweep = tmp_path / "sweep"
+    _run(sweep, "lora", "sft", 100, 0, 20.0)
+    _run(sweep, "lora", "sft", 200, 0, 30.0)
+    _run(sweep, "lora", "sft", 200, 1, 34.0)
+    md = report.markdown(report.aggregate(report.collect(sweep)), "t", {})
+    _, rows = _table(md, "math: accuracy")
+    assert rows["sft | lora"] == ["20.00 (1)", "32.00 ± 2.83 (2) [±25.41]"]
+    assert "± 0.00" not in md
+
+
+def test_results_csv_says_how_many_examples_scored_each_metric_and_which_config(tmp_path):
+    sweep = tmp_path / "sweep"
+    _run(sweep, "lora", "sft", 100, 0, 20.0, metrics={"accuracy": 20.0, "strict_accuracy": 10.0, "eval_n": 1319,
+                                                      "arc_acc": 60.0, "arc_acc_norm": 61.0, "arc_n": 2376})
+    report.write(sweep, paper={})
+    with open(sweep / "results.csv") as f:
+        rows = {r["metric"]: r for r in csv.DictReader(f)}
+    assert {m: r["eval_n"] for m, r in rows.items()} == {"accuracy": "1319", "strict_accuracy": "1319",
+                                                          "arc_acc": "2376", "arc_acc_norm": "2376"}
+    assert {r["config_hash"] for r in rows.values()} == {"hash-lora-100"}
+
+
+def test_shipped_paper_numbers_sit_in_their_cells(tmp_path):
+    """Table 3 at the paper's sizes even where we ran others; Table 1 (ROUGE variant unstated) beside each ROUGE."""
+    sweep = tmp_path / "sweep"
+    for init in ("lora", "d2lora"):
+        _run(sweep, init, "sft", 0, 0, 50.0)
+        rouge = {"rouge1": 30.0, "rouge2": 12.0, "rougeL": 28.0, "eval_n": 100}
+        _run(sweep, init, "sft", 0, 0, 0.0, task="titles", metrics=rouge)
+        _run(sweep, init, "sft", 6962, 0, 0.0, task="titles", metrics=rouge)  # data_size=all: the pool's size
+    md = report.markdown(report.aggregate(report.collect(sweep)), "t", report.paper_results())
+    sizes, rows = _table(md, "math: accuracy")
+    assert sizes == ["0", "1000", "2000", "5000", "10000"]
+    assert rows["sft | d2lora (paper)"][sizes.index("10000")] == "80.67"
+    assert rows["sft | lora (paper)"][sizes.index("0")] == "74.53"
+    assert rows["sft | d2lora"] == ["50.00 (1)", "–", "–", "–", "–"]
+    assert "†" not in md.split("## titles")[0]  # Table 3 names its metric
+    for metric in ("rougeL", "rouge1", "rouge2"):
+        sizes, rows = _table(md, f"titles: {metric}")
+        assert sizes == ["0", "1000", "2000", "5000", "6962", "7000"]
+        assert rows["sft | d2lora (paper)†"][sizes.index("7000")] == "31.66"
+        assert rows["sft | lora (paper)†"][sizes.index("0")] == "21.62"
+        assert rows["sft | d2lora (paper)†"][sizes.index("6962")] == "–"
+        section = md.split(f"## titles: {metric}")[1].split("\n## ")[0]
+        assert "† ROUGE variant not stated in the paper (`rouge_unstated`)" in section

@@ -25,11 +25,21 @@ TASK_METRICS = {"math": ["accuracy", "strict_accuracy"], "titles": ["rougeL", "r
 FORGETTING_METRICS = ["arc_acc_norm", "arc_acc"]
 CHAT_METRICS = ["chat_stop", "chat_exact"]  # the warm-up's own behaviour, where the chat evaluator ran
 INIT_ORDER = ["lora", "d2lora"] + [f"{w}{b}" for b in ("pissa", "olora", "eva", "corda") for w in ("", "d2lora+")]
-FIELDS = ["task", "method", "init", "data_size", "seed", "dpo_reference", "metric", "value", "run_dir"]
+FIELDS = ["task", "method", "init", "data_size", "seed", "dpo_reference", "metric", "value", "eval_n", "config_hash",
+          "run_dir"]
+# How many examples scored a metric: each evaluator records its own count next to its metrics in metrics.json.
+COUNT_KEYS = {**{m: "eval_n" for ms in TASK_METRICS.values() for m in ms}, **{m: "arc_n" for m in FORGETTING_METRICS},
+              **{m: "chat_n" for m in CHAT_METRICS}}
+# Published metrics whose variant the paper does not state: shown beside each of our metrics it may be, marked.
+UNSTATED_PAPER_METRICS = {"rouge_unstated": (("rougeL", "rouge1", "rouge2"), "ROUGE variant not stated in the paper")}
+UNSTATED_MARK = "†"
 
 
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
-    """One row per (finished run, reported metric); a data_size=0 run is its method's first curve point."""
+    """One row per (finished run, reported metric); a data_size=0 run is its method's first curve point.
+
+    `eval_n` (examples scored for that metric) and `config_hash` say which results may be compared: runs of
+    one cell scored on different numbers of examples, or of different configs, show up in the CSV."""
     rows = []
     for path in sorted(sweep_dir.rglob("metrics.json")):
         if any(part.startswith(".attempt-") for part in path.parts):
@@ -37,11 +47,13 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
         data = json.loads(path.read_text())
         if data.get("status") != "complete":
             continue
-        for metric, value in (data.get("metrics") or {}).items():
+        metrics = data.get("metrics") or {}
+        for metric, value in metrics.items():
             if metric in TASK_METRICS.get(data["task"], []) + FORGETTING_METRICS + CHAT_METRICS:
                 rows.append({"task": data["task"], "method": curve_name(data), "init": data["init"],
                              "data_size": int(data["data_size"]), "seed": int(data["seed"]),
                              "dpo_reference": data.get("dpo_reference"), "metric": metric, "value": float(value),
+                             "eval_n": metrics.get(COUNT_KEYS[metric]), "config_hash": data.get("config_hash"),
                              "run_dir": str(path.parent)})
     return rows
 
@@ -90,6 +102,13 @@ def _fmt_ci(half: float) -> str:
     return "" if math.isnan(half) else f" ±{half:.2f}"
 
 
+def _fmt_cell(cell: dict[str, Any]) -> str:
+    """`mean ± std (seeds) [±half-width]`; one seed has no spread to show, so it reads `mean (1)`, not `± 0.00`."""
+    if cell["n"] == 1:
+        return f"{cell['mean']:.2f} (1)"
+    return f"{cell['mean']:.2f} ± {cell['std']:.2f} ({cell['n']}) [{_fmt_ci(cell['ci95']).strip()}]"
+
+
 def _order(values, preferred: list[str]) -> list:
     return sorted(set(values), key=lambda v: (preferred.index(v) if v in preferred else len(preferred), v))
 
@@ -104,31 +123,52 @@ def paper_results(path: Path | None = None) -> dict:
     return OmegaConf.to_container(OmegaConf.load(path))
 
 
+def published(paper: dict | None, task: str, metric: str) -> tuple[dict[str, dict[str, dict[int, float]]], str | None]:
+    """The paper's numbers for one of our tables: method -> init -> {data_size: value}, and the caveat its rows
+    carry (None when the paper names this very metric). Table 1 (titles) says "ROUGE" without the variant, so it
+    is stored as `rouge_unstated` and shown beside each ROUGE we report, never silently taken for ROUGE-L."""
+    by_metric = (paper or {}).get(task) or {}
+    if metric in by_metric:
+        found, note = by_metric[metric], None
+    else:
+        unstated = [(m, ours, n) for m, (ours, n) in UNSTATED_PAPER_METRICS.items() if metric in ours and m in by_metric]
+        if not unstated:
+            return {}, None
+        name, ours, caveat = unstated[0]
+        found, note = by_metric[name], f"{caveat} (`{name}`): the same published row stands beside our {', '.join(ours)}."
+    return ({method: {init: {int(k): float(v) for k, v in (sizes or {}).items()} for init, sizes in (inits or {}).items()}
+             for method, inits in (found or {}).items()}, note)
+
+
 def markdown(stats: dict[tuple, dict[str, float]], title: str, paper: dict | None = None) -> str:
-    lines = [f"# {title}", "", "Cells: mean ± std over seeds (number of seeds) [95% t-interval half-width]. "
-             "Data size 0 = the initialisation itself.", ""]
+    lines = [f"# {title}", "", "Cells: mean ± std over seeds (number of seeds) [95% t-interval half-width]; a single "
+             "seed shows its value and (1). Data size 0 = the initialisation itself. (paper) rows: the published "
+             "numbers, at the paper's data sizes.", ""]
     for task, metric in _order({(k[0], k[1]) for k in stats}, []):
         cells = {k[2:]: v for k, v in stats.items() if k[:2] == (task, metric)}
-        sizes = sorted({k[2] for k in cells})
+        ours = sorted({k[2] for k in cells})
+        pub, note = published(paper, task, metric)
+        shown = {(m, i): pub[m][i] for m, i in {k[:2] for k in cells} if pub.get(m, {}).get(i)}
+        sizes = sorted(set(ours).union(*(v.keys() for v in shown.values())))  # the paper's sizes get columns too
+        mark = UNSTATED_MARK if note else ""
         lines += [f"## {task}: {metric}", "", "| method | init | " + " | ".join(str(s) for s in sizes) + " |",
                   "|---|---|" + "---|" * len(sizes)]
         for method in _order({k[0] for k in cells}, ["sft", "dpo", "orpo"]):
             for init in _order({k[1] for k in cells if k[0] == method}, INIT_ORDER):
-                row = [f"{c['mean']:.2f} ± {c['std']:.2f} ({c['n']})" + (f" [{_fmt_ci(c['ci95']).strip()}]" if c["n"] > 1 else "")
-                       if (c := cells.get((method, init, s))) else "–" for s in sizes]
+                row = [_fmt_cell(c) if (c := cells.get((method, init, s))) else "–" for s in sizes]
                 lines.append(f"| {method} | {init} | " + " | ".join(row) + " |")
-                published = ((paper or {}).get(task, {}).get(metric, {}).get(method, {}) or {}).get(init) or {}
-                if any(int(k) in sizes for k in published):
-                    values = {int(k): v for k, v in published.items()}
-                    lines.append(f"| {method} | {init} (paper) | " + " | ".join(
+                if values := shown.get((method, init)):
+                    lines.append(f"| {method} | {init} (paper){mark} | " + " | ".join(
                         f"{values[s]:.2f}" if s in values else "–" for s in sizes) + " |")
+        if shown and note:
+            lines += ["", f"{mark} {note}"]
         lines.append("")
         paired = []
         for method in _order({k[0] for k in cells}, ["sft", "dpo", "orpo"]):
             for plain in _order({k[1] for k in cells if k[0] == method and not k[1].startswith("d2lora")}, ["lora"]):
                 warmed = "d2lora" if plain == "lora" else f"d2lora+{plain}"
                 diffs = []
-                for s in sizes:
+                for s in ours:
                     a, b = cells.get((method, plain, s)), cells.get((method, warmed, s))
                     if a and b:
                         mean, half, n = paired_difference(a["by_seed"], b["by_seed"])
@@ -139,8 +179,8 @@ def markdown(stats: dict[tuple, dict[str, float]], title: str, paper: dict | Non
                     paired.append(f"| {method} | {warmed} − {plain} | " + " | ".join(diffs) + " |")
         if paired:
             lines += [f"With warm-up minus without, on {metric}, paired by seed: mean ±95% half-width (pairs)", "",
-                      "| method | difference | " + " | ".join(str(s) for s in sizes) + " |",
-                      "|---|---|" + "---|" * len(sizes), *paired, ""]
+                      "| method | difference | " + " | ".join(str(s) for s in ours) + " |",
+                      "|---|---|" + "---|" * len(ours), *paired, ""]
     return "\n".join(lines)
 
 
