@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from d2lora_exp.config import config_dir
 from d2lora_exp.phases import record
 
-GROUPS = ["model", "init", "method", "task", "data", "experiment"]  # tuned: test_tuned_values_...
+GROUPS = ["model", "init", "method", "task", "data", "experiment"]  # tuned, experiment_method: tests below
 
 
 def _options(group: str) -> list[str]:
@@ -23,11 +23,15 @@ def _options(group: str) -> list[str]:
 def test_every_option_of_every_group_composes(make_cfg, group):
     """Each option is selected, its plain values land in the composed config, and every interpolation resolves."""
     for option in _options(group):
-        # Under the paper preset no tuned/<data>_<method> file applies, so a method's own values must show.
+        # Under the paper preset no tuned/<data>_<method> file applies, so a method's own values must show, but
+        # for those the preset itself chooses for that method (experiment_method/paper_<method>.yaml).
         base = [] if group == "experiment" else ["experiment=paper"]
         cfg = make_cfg(*base, f"{group}={option}", fast=False)
         resolved = OmegaConf.to_container(cfg, resolve=True)  # raises on a broken interpolation
         own = OmegaConf.to_container(OmegaConf.load(config_dir() / group / f"{option}.yaml"))
+        preset = config_dir() / "experiment_method" / f"paper_{option}.yaml"
+        if group == "method" and preset.is_file():
+            own = {k: v for k, v in own.items() if k not in OmegaConf.load(preset)}
         target = resolved if group == "experiment" else resolved[group]  # experiments are `@package _global_`
         for key, value in own.items():
             if key != "defaults" and not (isinstance(value, str) and "${" in value):
@@ -46,6 +50,18 @@ def test_paper_defaults(make_cfg):
     sft = make_cfg("experiment=paper", "method=sft", fast=False).method
     assert (sft.learning_rate, sft.num_train_epochs) == (1e-6, 3)
     assert make_cfg("method=dpo", fast=False).method.reference == "init"
+
+
+def test_the_paper_preset_takes_the_base_model_as_dpo_reference_as_the_trl_of_its_time_did(make_cfg):
+    """experiment=paper reproduces early-2025 TRL (adapter disabled = base model as reference), not TRL 1.16's
+    frozen copy of the trained adapter; only for DPO, and the command line still wins."""
+    assert make_cfg("experiment=paper", "method=dpo", "init=d2lora", fast=False).method.reference == "base"
+    assert make_cfg("experiment=paper", "method=dpo", "method.reference=init", fast=False).method.reference == "init"
+    for other in ("sft", "orpo"):
+        assert "reference" not in make_cfg("experiment=paper", f"method={other}", fast=False).method
+    for preset in ("miniature", "smoke"):
+        assert make_cfg(f"experiment={preset}", "method=dpo", fast=False).method.reference == "init"
+    assert {p.stem for p in (config_dir() / "experiment_method").glob("*.yaml")} == {"paper_dpo"}
 
 
 def test_default_is_the_embedded_miniature_world(make_cfg):

@@ -134,6 +134,7 @@ def test_shipped_paper_numbers_sit_in_their_cells(tmp_path):
     sweep = tmp_path / "sweep"
     for init in ("lora", "d2lora"):
         _run(sweep, init, "sft", 0, 0, 50.0)
+        _run(sweep / "ref-base", init, "dpo", 1000, 0, 60.0, reference="base")  # the paper preset's DPO
         rouge = {"rouge1": 30.0, "rouge2": 12.0, "rougeL": 28.0, "eval_n": 100}
         _run(sweep, init, "sft", 0, 0, 0.0, task="titles", metrics=rouge)
         _run(sweep, init, "sft", 6962, 0, 0.0, task="titles", metrics=rouge)  # data_size=all: the pool's size
@@ -143,6 +144,7 @@ def test_shipped_paper_numbers_sit_in_their_cells(tmp_path):
     assert rows["sft | d2lora (paper)"][sizes.index("10000")] == "80.67"
     assert rows["sft | lora (paper)"][sizes.index("0")] == "74.53"
     assert rows["sft | d2lora"] == ["50.00 (1)", "–", "–", "–", "–"]
+    assert rows["dpo[ref=base] | d2lora (paper)"][sizes.index("1000")] == "80.82"  # Table 3's DPO (TRL of its time)
     assert "†" not in md.split("## titles")[0]  # Table 3 names its metric
     for metric in ("rougeL", "rouge1", "rouge2"):
         sizes, rows = _table(md, f"titles: {metric}")

@@ -140,6 +140,13 @@ def published(paper: dict | None, task: str, metric: str) -> tuple[dict[str, dic
              for method, inits in (found or {}).items()}, note)
 
 
+def paper_method(curve: str) -> str:
+    """The paper's name for one of our curves. The paper does not state its DPO reference, and the TRL of its time
+    used the base model (what `experiment=paper` runs as `dpo[ref=base]`), so its DPO rows stand beside both
+    `dpo` and `dpo[ref=base]`; a `variant` curve has no published twin."""
+    return "dpo" if curve == "dpo[ref=base]" else curve
+
+
 def markdown(stats: dict[tuple, dict[str, float]], title: str, paper: dict | None = None) -> str:
     lines = [f"# {title}", "", "Cells: mean ± std over seeds (number of seeds) [95% t-interval half-width]; a single "
              "seed shows its value and (1). Data size 0 = the initialisation itself. (paper) rows: the published "
@@ -148,7 +155,7 @@ def markdown(stats: dict[tuple, dict[str, float]], title: str, paper: dict | Non
         cells = {k[2:]: v for k, v in stats.items() if k[:2] == (task, metric)}
         ours = sorted({k[2] for k in cells})
         pub, note = published(paper, task, metric)
-        shown = {(m, i): pub[m][i] for m, i in {k[:2] for k in cells} if pub.get(m, {}).get(i)}
+        shown = {(m, i): v for m, i in {k[:2] for k in cells} if (v := pub.get(paper_method(m), {}).get(i))}
         sizes = sorted(set(ours).union(*(v.keys() for v in shown.values())))  # the paper's sizes get columns too
         mark = UNSTATED_MARK if note else ""
         lines += [f"## {task}: {metric}", "", "| method | init | " + " | ".join(str(s) for s in sizes) + " |",
