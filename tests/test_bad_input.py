@@ -43,6 +43,8 @@ def _no_training(monkeypatch):
     "overrides, message",
     [
         (["data_size=-1"], r"data_size=-1 is negative; use an integer >= 0"),
+        (["data_size=abc"], r"data_size='abc' is not valid: use an integer >= 0 or `all` \(the whole training pool\)"),
+        (["data_size=2.5"], r"data_size=2.5 is not valid: use an integer >= 0 or `all`"),
         (["data_size=5000"], r"data_size=5000 exceeds the 1200 rows of the math training pool; use data_size <= 1200"),
         (["task=titles", "data_size=301"], r"exceeds the 300 rows of the titles training pool"),
         (["device=cuda"], r"device=cuda was requested but no CUDA GPU.*pass device=cpu"),
@@ -178,6 +180,13 @@ def test_cli_user_error_is_one_line_without_traceback(tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("d2lora_exp: error:")]
     assert errors == ["d2lora_exp: error: data_size=-3 is negative; use an integer >= 0 (0 evaluates the initialisation)."]
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.e2e
+def test_cli_data_size_neither_integer_nor_all_is_one_line_naming_both(tmp_path):
+    proc = _cli("experiment=smoke", "data_size=abc", tmp_path=tmp_path)
+    assert _one_error_line(proc) == ("d2lora_exp: error: data_size='abc' is not valid: use an integer >= 0 or `all` "
+                                     "(the whole training pool).")
 
 
 # --- the model directory ---------------------------------------------------------------------------------------

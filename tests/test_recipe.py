@@ -107,6 +107,20 @@ def test_titles_task_reports_rouge(make_cfg):
     assert m["rougeL_ci95_low"] <= m["rougeL"] <= m["rougeL_ci95_high"]  # bootstrap over the held-out pairs
 
 
+def test_data_size_all_trains_on_the_whole_pool_and_records_its_size(make_cfg):
+    """`all` (the paper's last titles point) is the pool's size in metrics.json, asked-for value beside it; the
+    run's name, and so its sweep directory, says `nall` whatever the data holds."""
+    cfg = make_cfg("task=titles", "data_size=all", "eval.limit=2")
+    assert cfg.run_name == "lora-sft-titles-nall-s0"
+    result = recipe.run(cfg)
+    saved = _metrics(Path(cfg.paths.output_dir))
+    assert saved == json.loads(json.dumps(result, default=str)) and saved["status"] == "complete"
+    assert (saved["data_size"], saved["data_size_requested"], saved["pool_size"]) == (300, "all", 300)
+    assert saved["train_rows"] + (saved["overlong"]["adapt"] if saved["overlong"]["policy"] == "drop" else 0) == 300
+    assert saved["adapt"]["steps"] == 300 // 4  # one epoch over every row, 4 a batch
+    assert recipe.run(make_cfg("task=titles", "data_size=8", "eval.limit=2", out="n8"))["data_size_requested"] == 8
+
+
 def test_results_survive_a_crash_after_training(make_cfg, monkeypatch):
     """A failure in evaluation keeps the warm-up, the trained adapter and the training stats."""
     cfg = make_cfg("init=d2lora", "eval.limit=3")  # an evaluation no other test has cached

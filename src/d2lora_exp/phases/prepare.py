@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from datasets import Dataset
@@ -40,6 +40,7 @@ class Plan:
     model_source: str
     tokenizer: Any
     pool_size: int
+    data_size: int  # rows drawn from the pool: data_size, or the pool's size for data_size=all
     subset_hash: str
     train_rows: Dataset  # empty at data_size=0: the initialisation itself is evaluated
     overlong_rows: int  # of the data_size rows drawn, dropped or cut by train.overlong
@@ -57,7 +58,8 @@ class Plan:
         """What metrics.json says about the run before anything is trained."""
         cfg = self.cfg
         return {"init": self.init_label, "init_base": self.init_base, "method": cfg.method.name, "task": self.task.name,
-                "data_size": int(cfg.data_size), "seed": int(cfg.seed), "model": cfg.model.name, "device": self.device,
+                "data_size": self.data_size, "data_size_requested": cfg.data_size, "seed": int(cfg.seed),
+                "model": cfg.model.name, "device": self.device,
                 "dtype": self.dtype_name, "subset_hash": self.subset_hash, "pool_size": self.pool_size,
                 "train_rows": len(self.train_rows), "warmup_rows": len(self.warmup.rows) if self.warmup else 0,
                 "overlong": {"policy": cfg.train.overlong, "adapt": self.overlong_rows,
@@ -73,20 +75,39 @@ def adapt_checkpoints(out_dir: Path) -> Path:
     return out_dir / "checkpoints" / "adapt"
 
 
-def check_data_size(value: Any) -> int:
+ALL = "all"  # data_size=all: the whole training pool, whatever its size (the paper's last titles point)
+
+
+def check_data_size(value: Any) -> int | Literal["all"]:
+    """An integer >= 0 or `all`; checked before any data is read, so a typo fails in seconds."""
+    if value == ALL:
+        return ALL
     if not isinstance(value, int) or isinstance(value, bool):
-        raise UserError(f"data_size={value!r} is not an integer; use an integer >= 0.")
+        raise UserError(f"data_size={value!r} is not valid: use an integer >= 0 or `all` (the whole training pool).")
     if value < 0:
         raise UserError(f"data_size={value} is negative; use an integer >= 0 (0 evaluates the initialisation).")
     return value
 
 
-def _train_rows(method, task: Task, cfg: DictConfig, n: int, tokenizer) -> tuple[Dataset, str, int]:
+def resolve_data_size(requested: int | Literal["all"], pool_size: int, what: str) -> int:
+    """The number of rows to draw. `all` is the pool's size, recorded as such: an empty pool is refused rather
+    than silently turning the run into an evaluation of the initialisation (data_size=0)."""
+    if requested != ALL:
+        return requested
+    if pool_size == 0:
+        raise UserError(f"data_size=all: the {what} is empty; give it rows or use data_size=0 to evaluate the init.")
+    return pool_size
+
+
+def _train_rows(method, task: Task, cfg: DictConfig, requested: int | Literal["all"], tokenizer) -> tuple[Dataset, str, int, int]:
+    """The training rows, their subset hash, the pool's size and the number of rows drawn."""
     pool = task.train_pool()
-    sources.require_size(n, pool, f"{task.name} training pool")
+    what = f"{task.name} training pool"
+    n = resolve_data_size(requested, len(pool), what)
+    sources.require_size(n, pool, what)
     subset, subset_hash = subsets.nested_subset(pool, n, int(cfg.task.train.subset_seed))
     rows = task.preference_rows(subset, tokenizer) if method.DATASET_KIND == "preference" else task.sft_rows(subset, tokenizer)
-    return rows, subset_hash, len(pool)
+    return rows, subset_hash, len(pool), n
 
 
 def _calibration_texts(cfg: DictConfig, tokenizer) -> list[str] | None:
@@ -107,7 +128,7 @@ def prepare(cfg: DictConfig, out_dir: Path) -> Plan:
     method = get_method(cfg.method.name)
     method.validate(cfg.method)
     inits.validate(cfg.init, cfg.method)
-    n = check_data_size(cfg.data_size)
+    requested = check_data_size(cfg.data_size)
     task = get_task(cfg.task)
     data_build.ensure(cfg.data)
     model_source = modeling.ensure_available(cfg.model, cfg.paths.cache_dir)
@@ -115,7 +136,7 @@ def prepare(cfg: DictConfig, out_dir: Path) -> Plan:
     tokenizer = modeling.load_tokenizer(model_source, cfg.model)
     modeling.check_target_modules(model_config, model_source,
                                   OmegaConf.to_container(cfg.lora, resolve=True)["target_modules"])
-    train_rows, subset_hash, pool_size = _train_rows(method, task, cfg, n, tokenizer)
+    train_rows, subset_hash, pool_size, n = _train_rows(method, task, cfg, requested, tokenizer)
     adapt_config = method.make_config(training.trainer_args(cfg, adapt_checkpoints(out_dir), cfg.method, device, dtype, "method"),
                                       cfg.method)
     train_rows, overlong_rows = training.fit_rows(train_rows, tokenizer, adapt_config.max_length, cfg.train.overlong,
@@ -124,7 +145,7 @@ def prepare(cfg: DictConfig, out_dir: Path) -> Plan:
     base = cfg.init.get("base", "default")
     return Plan(cfg=cfg, out_dir=out_dir, device=device, dtype=dtype, init_base=base,
                 init_label=init_label(base, bool(cfg.init.warmup)), method=method, task=task, model_source=model_source,
-                tokenizer=tokenizer, pool_size=pool_size, subset_hash=subset_hash, train_rows=train_rows,
+                tokenizer=tokenizer, pool_size=pool_size, data_size=n, subset_hash=subset_hash, train_rows=train_rows,
                 overlong_rows=overlong_rows, adapt_config=adapt_config, warmup=warmup_plan,
                 calibration_texts=_calibration_texts(cfg, tokenizer), evaluators=evaluation.prepare(cfg, task),
                 wandb_mode=wandb_mode)
