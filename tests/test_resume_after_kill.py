@@ -38,6 +38,16 @@ def _metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
+@pytest.fixture(scope="module", autouse=True)
+def parent_used_wandb(tmp_path_factory):
+    """The jobs' parent has used W&B (a launcher, a notebook, the in-process tests of this suite): the address of its
+    W&B service is in the environment they inherit, and a killed job's run stays open in that service."""
+    import wandb
+
+    wandb.init(mode="offline", dir=str(tmp_path_factory.mktemp("parent")), project="parent").finish()
+    assert os.environ.get("WANDB_SERVICE")
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("uninterrupted")

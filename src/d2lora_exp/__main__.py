@@ -95,7 +95,12 @@ def _hydra_main(cfg: DictConfig) -> float | JobFailure | None:
 
 
 def main() -> None:
-    """Check the group options on the command line, then hand over to Hydra."""
+    """Check the group options on the command line, then hand over to Hydra.
+
+    A W&B service address inherited from a parent process that used W&B (a launcher, a notebook) is dropped: this
+    process starts its own. In the parent's service a killed job's run stays open, so the job resumed under the same
+    run id would be refused ("run ID is in use"), and the service dies with its parent."""
+    os.environ.pop("WANDB_SERVICE", None)
     message = unknown_group_option(sys.argv[1:], config_dir())
     if message:
         print(f"d2lora_exp: error: {message}", file=sys.stderr)

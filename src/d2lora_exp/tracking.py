@@ -12,7 +12,6 @@ import netrc
 import os
 import re
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -28,7 +27,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.wandb.ai"
 MODES = ("online", "offline", "disabled")
-RESUME_WAITS = (1, 2, 4, 8, 16)  # seconds between tries to resume a W&B run its killed attempt still holds
 
 # Any key that contains a secret-looking word (hf_token, hfToken, WANDB_API_KEY, api-key, passwords, secrets)...
 SECRET_KEY = re.compile(r"token|api[_\-]?key|passw(or)?d|secret", re.IGNORECASE)
@@ -156,16 +154,7 @@ def start(wandb_cfg: Any, mode: str, run_dir: Path, name: str, job_type: str, ta
                     group=wandb_cfg.group, job_type=job_type, name=name, tags=tags + list(wandb_cfg.tags or []),
                     config=flatten(scrub(config)), reinit="finish_previous", id=run_id,
                     resume="allow" if run_id else None)
-    for wait in (*RESUME_WAITS, None):
-        try:
-            return wandb.init(**settings)
-        except Exception as err:
-            # A killed attempt's W&B service outlives it for a second or more and holds the run id meanwhile.
-            if run_id is None or "in use" not in str(err) or wait is None:
-                raise
-            log.info("W&B run %s is still held by the stopped attempt's W&B process; retrying in %ss", run_id, wait)
-            time.sleep(wait)
-    raise AssertionError("unreachable")
+    return wandb.init(**settings)
 
 
 class PhaseLogger(TrainerCallback):
