@@ -67,6 +67,11 @@ def test_chain_trains_saves_evaluates_and_logs(make_cfg, init, method):
     assert logged["exit_code"] == 0
     if init == "d2lora":  # the run names the warm-up it started from
         assert logged["config"]["warmup_used.key"] == saved["warmup"]["key"]
+    # Every TRL argument each phase trained with, defaults included (the optimizer is in no config of ours).
+    trl_args = saved["trl_args"]
+    assert trl_args["adapt"]["learning_rate"] == cfg.method.learning_rate and trl_args["adapt"]["optim"]
+    assert ("warmup" in trl_args) == (init == "d2lora") and "hub_token" not in trl_args["adapt"]
+    assert logged["config"]["trl_args.max_grad_norm"] == trl_args["adapt"]["max_grad_norm"]
     assert summary["eval/accuracy"] == saved["metrics"]["accuracy"]
     assert (summary["data_size"], summary["init"], summary["method"]) == (8, init, method)
     assert "adapt/loss" in summary

@@ -29,7 +29,8 @@ def _open_wandb(plan: Plan, warmup_summary: dict | None, resume_id: str | None):
     return tracking.start(cfg.wandb, plan.wandb_mode, plan.out_dir, cfg.run_name, job_type="adapt",
                           tags=[f"init:{plan.init_label}", f"method:{cfg.method.name}", f"task:{plan.task.name}",
                                 f"n:{cfg.data_size}", f"seed:{cfg.seed}"],
-                          config={**OmegaConf.to_container(cfg, resolve=True), "warmup_used": warmup_summary},
+                          config={**OmegaConf.to_container(cfg, resolve=True), "warmup_used": warmup_summary,
+                                  "trl_args": plan.trl_args()["adapt"]},
                           run_id=resume_id)
 
 

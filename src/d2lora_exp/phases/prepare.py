@@ -6,6 +6,7 @@ a `Plan`, a plain object holding everything the later phases need (rows, TRL con
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -67,7 +68,14 @@ class Plan:
                 "wandb_mode": self.wandb_mode,
                 "dpo_reference": cfg.method.get("reference") if cfg.method.name == "dpo" else None,
                 "variant": cfg.get("variant"), "evaluators": [e.name for e in self.evaluators],
-                "torch_threads": torch.get_num_threads()}
+                "torch_threads": torch.get_num_threads(), "trl_args": self.trl_args()}
+
+    def trl_args(self) -> dict[str, Any]:
+        """Every TRL/Trainer argument each phase actually trains with (defaults included, secrets dropped): what
+        the config does not say, e.g. the optimizer, Adam's betas, max_grad_norm, the TRL version's defaults."""
+        phases = {"adapt": self.adapt_config, "warmup": self.warmup.trl_config if self.warmup else None}
+        return {name: tracking.scrub(json.loads(json.dumps(config.to_dict(), default=str)))
+                for name, config in phases.items() if config is not None}
 
 
 def adapt_checkpoints(out_dir: Path) -> Path:
