@@ -75,6 +75,8 @@ def test_chain_trains_saves_evaluates_and_logs(make_cfg, init, method):
     assert summary["eval/accuracy"] == saved["metrics"]["accuracy"]
     assert (summary["data_size"], summary["init"], summary["method"]) == (8, init, method)
     assert "adapt/loss" in summary
+    # The per-example predictions, as a W&B table beside the score.
+    assert summary["predictions/gsm8k"]["_type"] == "table-file" and summary["predictions/gsm8k"]["nrows"] == 4
 
 
 @pytest.mark.parametrize("init", ["lora", "d2lora"])

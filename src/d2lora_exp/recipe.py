@@ -79,6 +79,7 @@ def _run(cfg: DictConfig, out_dir: Path, hydra_files: Path | None) -> dict[str, 
             with rec.timing("eval"):
                 metrics, evaluated = evaluate.run(plan, model)
                 rec.update(evaluation=evaluated)
+                tracking.log_predictions(rec.wandb_run, [e.predictions_path(out_dir) for e in plan.evaluators])
             rec.timings["total"] = round(time.perf_counter() - start, 2)
             return rec.complete(metrics, cfg.task.eval.metric)
     except interrupt.Interrupted as err:

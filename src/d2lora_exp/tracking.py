@@ -173,6 +173,26 @@ class PhaseLogger(TrainerCallback):
                        {f"{self.phase}/{k}": v for k, v in logs.items()} | {f"{self.phase}/step": state.global_step})
 
 
+def log_predictions(run, paths: list[Path]) -> None:
+    """Each evaluator's per-example predictions as a W&B table (`predictions/<evaluator>`), so a surprising score
+    can be read on the dashboard next to the run that made it. Lists and dicts (ARC's choices) become JSON text."""
+    if run is None:
+        return
+    import json
+
+    import wandb
+
+    for path in (Path(p) for p in paths if Path(p).is_file()):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if not rows:
+            continue
+        columns = list(rows[0])
+        data = [[v if isinstance(v, (str, int, float, bool)) or v is None else json.dumps(v) for v in
+                 (row.get(c) for c in columns)] for row in rows]
+        name = path.stem.removeprefix("predictions_")
+        after_stop("log", run.log, {f"predictions/{name}": wandb.Table(columns=columns, data=data)})
+
+
 def log_sweep_summary(wandb_cfg: Any, sweep_dir: Path, sweep_name: str, written: dict[str, Any]) -> str | None:
     """One summary run per sweep: the results table and metric-vs-data_size charts, LoRA and D2LoRA as
     series per method (the paper's learning-curve figures), plus the local PNGs."""
