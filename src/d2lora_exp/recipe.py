@@ -70,7 +70,7 @@ def _run(cfg: DictConfig, out_dir: Path, hydra_files: Path | None) -> dict[str, 
             interrupt.check("after the warm-up")
 
             rec.open_wandb(_open_wandb(plan, warmup_summary, carried.wandb_id), resumed=carried.wandb_id is not None)
-            model, adapted = adapt.run(plan, model, warmup_dir, rec.wandb_run, carried.adapt)
+            model, adapted = adapt.run(plan, model, warmup_dir, rec.wandb_run, carried)
             if adapted is not None:
                 rec.timings.update(init=adapted.pop("init_seconds"), adapt=adapted.pop("seconds"))  # training alone
                 rec.update(adapt=adapted, timings=rec.timings)

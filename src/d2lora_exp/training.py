@@ -125,14 +125,15 @@ def callbacks(phase: str, wandb_run, train_cfg: Any, key: str) -> list:
             checkpointing.CheckpointCallback(checkpointing.schedule(train_cfg), key)]
 
 
-def train(trainer, phase: str) -> dict[str, Any]:
-    """Run the trainer from the phase's latest complete checkpoint (if any); the losses and timing a result records.
+def train(trainer, phase: str, resume: checkpointing.Checkpoint | None) -> dict[str, Any]:
+    """Run the trainer from `resume` (the phase's latest complete checkpoint, checkpointing.latest, found by the
+    phase, which also needs it to pick its W&B run); the losses and timing a result records.
 
     Raises interrupt.Interrupted once the checkpoint of a stop signal is saved (not when the signal came after the
     last step: the phase's result is then saved first, and the recipe stops at its next check)."""
     saver = next(c for c in trainer.callback_handler.callbacks if isinstance(c, checkpointing.CheckpointCallback))
     saver.trainer = trainer
-    saver.resume = resume = checkpointing.latest(Path(trainer.args.output_dir), saver.key)
+    saver.resume = resume
     if resume is not None:
         log.info("%s: resuming from step %d (%s)", phase, resume.step, resume.path)
     start = time.perf_counter()

@@ -29,12 +29,15 @@ def start_adapter(plan: Plan, model, warmup_dir: Path | None) -> tuple[Any, Path
 
 
 def run(plan: Plan, model, warmup_dir: Path | None, wandb_run,
-        finished: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any] | None]:
+        carried: record.Carried | None = None) -> tuple[Any, dict[str, Any] | None]:
     """(the model to evaluate, what metrics.json records about the adaptation, or None if nothing was trained).
 
-    `finished`: the record of an interrupted attempt whose adapter/ is intact (record.carried_over): used as is."""
+    `carried` (record.carried_over): an interrupted attempt's intact finished adapter, used as is, or the checkpoint
+    its training resumes from."""
+    carried = carried or record.Carried()
     if len(plan.train_rows) == 0:
         return (adapters.load_frozen(model, warmup_dir) if warmup_dir is not None else model), None
+    finished = carried.adapt
     if finished is not None:
         log.info("adaptation: finished by an interrupted attempt; its adapter %s is used as it is", finished["digest"])
         model = adapters.load_frozen(model, plan.out_dir / record.ADAPTER)
@@ -48,7 +51,7 @@ def run(plan: Plan, model, warmup_dir: Path | None, wandb_run,
     key = record.checkpoint_key(record.config_hash(cfg))
     callbacks = training.callbacks("adapt", wandb_run, cfg.train, key)
     trainer = plan.method.build_trainer(model, plan.tokenizer, plan.train_rows, plan.adapt_config, cfg.method, callbacks)
-    stats = training.train(trainer, "adapt")
+    stats = training.train(trainer, "adapt", carried.checkpoint)
     model = trainer.model
     adapter_dir = adapters.save(model, plan.out_dir / "adapter", initial_dir=initial)
     checkpointing.remove(Path(plan.adapt_config.output_dir))

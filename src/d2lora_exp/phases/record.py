@@ -27,6 +27,7 @@ from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
 from .. import tracking
+from ..checkpointing import Checkpoint, latest
 from ..errors import UserError
 from ..files import write_json_atomic
 from ..fingerprint import library_versions, stable_hash
@@ -125,13 +126,13 @@ class Carried:
 
     wandb_id: str | None = None  # its W&B run, continued under the same id when there is something to resume
     adapt: dict[str, Any] | None = None  # its adaptation record, when `adapter/` is the finished, intact adapter
+    checkpoint: Checkpoint | None = None  # the adaptation checkpoint to resume from (files verified once, here)
 
 
 def carried_over(out_dir: Path, digest: str) -> Carried:
     """Read before previous_result moves the attempt aside: a run stopped after its adaptation (e.g. a signal
     during evaluation) keeps its adapter, and one stopped inside a phase logs on into the same W&B run."""
     from ..adapters import file_digest
-    from ..checkpointing import latest
 
     try:
         data = json.loads((out_dir / "metrics.json").read_text())
@@ -141,8 +142,9 @@ def carried_over(out_dir: Path, digest: str) -> Carried:
         return Carried()
     adapt, adapter = data.get("adapt"), out_dir / ADAPTER
     finished = adapt if adapt and adapter.is_dir() and file_digest(adapter) == adapt.get("digest") else None
-    resumable = finished is not None or latest(out_dir / CHECKPOINTS / "adapt", checkpoint_key(digest)) is not None
-    return Carried((data.get("wandb_run") or {}).get("id") if resumable else None, finished)
+    checkpoint = latest(out_dir / CHECKPOINTS / "adapt", checkpoint_key(digest))
+    resumable = finished is not None or checkpoint is not None
+    return Carried((data.get("wandb_run") or {}).get("id") if resumable else None, finished, checkpoint)
 
 
 def _move_aside(out_dir: Path, items: list[Path]) -> None:

@@ -118,8 +118,9 @@ def _train(plan, model, target: Path):
     log.info("warm-up %s: SFT of fresh LoRA on %d general rows", warm.key, len(warm.rows))
     checkpoints = Path(warm.trl_config.output_dir)
     # A resumed warm-up logs on into the W&B run of the attempt that wrote the checkpoint.
+    resume = checkpointing.latest(checkpoints, warm.key)
     id_file = checkpoints / WANDB_ID  # absent when the attempt that wrote the checkpoint had W&B off
-    wandb_id = id_file.read_text().strip() if id_file.is_file() and checkpointing.latest(checkpoints, warm.key) else None
+    wandb_id = id_file.read_text().strip() if resume is not None and id_file.is_file() else None
     wrun = tracking.start(cfg.wandb, plan.wandb_mode, plan.out_dir, f"warmup-{warm.key[:8]}-s{cfg.seed}",
                           job_type="warmup", tags=[f"warmup:{warm.key}", f"seed:{cfg.seed}"], config=warm.material,
                           run_id=wandb_id)
@@ -132,7 +133,7 @@ def _train(plan, model, target: Path):
         model = inits.create(model, cfg.lora, plan.init_base, int(cfg.seed), calibration_batches(plan), initial)
         callbacks = training.callbacks("warmup", wrun, cfg.train, warm.key)
         trainer = get_method("sft").build_trainer(model, plan.tokenizer, warm.rows, warm.trl_config, cfg.method, callbacks)
-        stats = training.train(trainer, "warmup")
+        stats = training.train(trainer, "warmup", resume)
         adapters.save(model, target, initial_dir=initial)
         adapters.require_finite(target, "the warm-up diverged, so nothing was cached: lower warmup.learning_rate.")
         finished = True
