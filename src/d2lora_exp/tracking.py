@@ -7,6 +7,7 @@ group, job type, tags and the resolved config are set, both phases log under the
 
 from __future__ import annotations
 
+import inspect
 import logging
 import netrc
 import os
@@ -150,6 +151,7 @@ def start(wandb_cfg: Any, mode: str, run_dir: Path, name: str, job_type: str, ta
         return None
     import wandb
 
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
     settings = dict(project=wandb_cfg.project, entity=wandb_cfg.entity, dir=str(run_dir), mode=mode,
                     group=wandb_cfg.group, job_type=job_type, name=name, tags=tags + list(wandb_cfg.tags or []),
                     config=flatten(scrub(config)), reinit="finish_previous", id=run_id,
@@ -191,6 +193,69 @@ def log_predictions(run, paths: list[Path]) -> None:
                  (row.get(c) for c in columns)] for row in rows]
         name = path.stem.removeprefix("predictions_")
         after_stop("log", run.log, {f"predictions/{name}": wandb.Table(columns=columns, data=data)})
+
+
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")  # what loads the adapter (PEFT's README is not)
+
+
+def artifact_name(text: str) -> str:
+    """A W&B artifact name: letters, digits, `-`, `_` and `.` only (`d2lora+pissa` becomes `d2lora_pissa`)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)[:128]
+
+
+def _adapter_artifact(name: str, adapter_dir: Path, metadata: dict[str, Any], staged: bool):
+    """The adapter's files as a W&B model artifact. Its digest depends on the files alone, so the same adapter built
+    into an artifact by two runs has one digest, which is how W&B finds the version a later run uses.
+
+    `staged`: copy the files into W&B's staging area (`WANDB_DATA_DIR`) until they are uploaded, for files that do not
+    stay where they are (the warm-up is logged from its temporary build directory); otherwise (the run's `adapter/`,
+    a finished cache entry) W&B reads them in place, also at `wandb sync`: no copy of every adapter per run."""
+    import wandb
+
+    artifact = wandb.Artifact(name, type="model", metadata=scrub(metadata))
+    for file in ADAPTER_FILES:
+        artifact.add_file(str((Path(adapter_dir) / file).resolve()), name=file,
+                          policy="mutable" if staged else "immutable")
+    return artifact
+
+
+def log_adapter(run, name: str, adapter_dir: Path, metadata: dict[str, Any], staged: bool = False,
+                aliases: list[str] | None = None) -> dict[str, str] | None:
+    """Log an adapter as the run's output artifact; online it uploads now, offline `wandb sync` uploads it (the
+    record in the run's .wandb file names the files). Returns what results record about it (None with W&B off)."""
+    if run is None:
+        return None
+    artifact = _adapter_artifact(name, adapter_dir, metadata, staged)
+    after_stop("log_artifact", run.log_artifact, artifact, aliases=aliases)
+    return {"name": name, "digest": artifact.digest}
+
+
+def use_adapter(run, name: str, adapter_dir: Path, logged: dict[str, str] | None) -> None:
+    """Record that the run starts from the adapter in `adapter_dir`, logged by another run as `logged` (its name and
+    digest, None if that run logged none), so W&B's lineage links the two runs.
+
+    W&B uses an artifact by the digest of its files: the run hands W&B the same files under the same name, and W&B
+    resolves them to the version that holds them instead of making a new one. Online that is `use_artifact`. Offline,
+    `use_artifact` refuses (it asks the server), so the same request is written into the run's file: the artifact
+    record with `use_after_commit` that `use_artifact` sends online, which `wandb sync` turns into the use (wandb's
+    own `use_artifact` for an unlogged artifact does exactly this)."""
+    if run is None:
+        return
+    artifact = _adapter_artifact(name, adapter_dir, {}, staged=False)
+    if logged is None:
+        log.warning("W&B: %s was logged by no W&B run (built with W&B off, or before adapters were artifacts): this run "
+                    "records its use, so after `wandb sync` the first run synced that uses it appears as its producer",
+                    name)
+    elif logged["digest"] != artifact.digest:
+        log.warning("W&B: %s in %s has digest %s, not the %s its W&B run logged: W&B will record a new version",
+                    name, adapter_dir, artifact.digest, logged["digest"])
+    if not run.offline:
+        after_stop("use_artifact", run.use_artifact, artifact)
+    elif "use_after_commit" in inspect.signature(run._log_artifact).parameters:
+        after_stop("use_artifact", run._log_artifact, artifact, use_after_commit=True)
+    else:
+        log.warning("W&B: this wandb version cannot record the use of %s offline; the run's config names it "
+                    "(warmup_used), its lineage in W&B will not", name)
 
 
 def log_sweep_summary(wandb_cfg: Any, sweep_dir: Path, sweep_name: str, written: dict[str, Any]) -> str | None:
