@@ -24,14 +24,32 @@ log = logging.getLogger(__name__)
 
 
 def _open_wandb(plan: Plan, warmup_summary: dict | None, resume_id: str | None):
-    """The run's own W&B run (the warm-up logs to its own, once per cache entry)."""
+    """The run's own W&B run (the warm-up logs to its own, once per cache entry), which uses the warm-up's artifact:
+    W&B's lineage then leads from the warm-up run to every run that started from it."""
     cfg = plan.cfg
-    return tracking.start(cfg.wandb, plan.wandb_mode, plan.out_dir, cfg.run_name, job_type="adapt",
-                          tags=[f"init:{plan.init_label}", f"method:{cfg.method.name}", f"task:{plan.task.name}",
-                                f"n:{cfg.data_size}", f"seed:{cfg.seed}"],
-                          config={**OmegaConf.to_container(cfg, resolve=True), "warmup_used": warmup_summary,
-                                  "trl_args": plan.trl_args()["adapt"]},
-                          run_id=resume_id)
+    run = tracking.start(cfg.wandb, plan.wandb_mode, plan.out_dir, cfg.run_name, job_type="adapt",
+                         tags=[f"init:{plan.init_label}", f"method:{cfg.method.name}", f"task:{plan.task.name}",
+                               f"n:{cfg.data_size}", f"seed:{cfg.seed}"],
+                         config={**OmegaConf.to_container(cfg, resolve=True), "warmup_used": warmup_summary,
+                                 "trl_args": plan.trl_args()["adapt"]},
+                         run_id=resume_id)
+    if warmup_summary is not None:
+        tracking.use_adapter(run, warmup.artifact_name(warmup_summary["key"]), Path(warmup_summary["adapter"]),
+                             warmup_summary.get("wandb_artifact"))
+    return run
+
+
+def _log_adapted(plan: Plan, run, adapted: dict[str, Any], config_hash: str) -> dict[str, str] | None:
+    """The run's adapted adapter as its output artifact `adapter-<run name>`, aliased by the config hash (a rerun of
+    the same config whose adapter is identical resolves to the same version)."""
+    cfg = plan.cfg
+    metadata = {"run_name": cfg.run_name, "init": plan.init_label, "init_base": plan.init_base,
+                "method": cfg.method.name, "task": plan.task.name, "data_size": plan.data_size,
+                "data_size_requested": cfg.data_size, "seed": int(cfg.seed), "config_hash": config_hash,
+                "sweep_name": cfg.sweep_name, "adapter_digest": adapted["digest"],
+                "start_digest": (adapted.get("start") or {}).get("digest")}
+    return tracking.log_adapter(run, tracking.artifact_name(f"adapter-{cfg.run_name}"), Path(adapted["adapter"]),
+                                metadata, aliases=[f"config-{config_hash}"])
 
 
 def run(cfg: DictConfig, hydra_files: Path | None = None) -> dict[str, Any]:
@@ -73,6 +91,7 @@ def _run(cfg: DictConfig, out_dir: Path, hydra_files: Path | None) -> dict[str, 
             model, adapted = adapt.run(plan, model, warmup_dir, rec.wandb_run, carried)
             if adapted is not None:
                 rec.timings.update(init=adapted.pop("init_seconds"), adapt=adapted.pop("seconds"))  # training alone
+                adapted["wandb_artifact"] = _log_adapted(plan, rec.wandb_run, adapted, digest)
                 rec.update(adapt=adapted, timings=rec.timings)
             interrupt.check("after the adaptation")
 

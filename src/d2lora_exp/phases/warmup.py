@@ -34,6 +34,9 @@ WHAT = "warm-up data (orpo-dpo-mix-40k schema)"
 FORMAT_VERSION = 2  # 2: entries built by build_once (digest-checked), models keyed by content
 RECORD = "warmup.json"
 WANDB_ID = "wandb_run_id"
+# The warm-up's W&B run lives in `<run dir>/wandb-warmup/wandb/`, apart from the adaptation runs' `<run dir>/wandb/`:
+# it produces the warm-up artifact they use, so `wandb sync` must upload it first (README, Weights & Biases).
+WANDB_DIR = "wandb-warmup"
 
 
 @dataclass
@@ -121,7 +124,7 @@ def _train(plan, model, target: Path):
     resume = checkpointing.latest(checkpoints, warm.key)
     id_file = checkpoints / WANDB_ID  # absent when the attempt that wrote the checkpoint had W&B off
     wandb_id = id_file.read_text().strip() if resume is not None and id_file.is_file() else None
-    wrun = tracking.start(cfg.wandb, plan.wandb_mode, plan.out_dir, f"warmup-{warm.key[:8]}-s{cfg.seed}",
+    wrun = tracking.start(cfg.wandb, plan.wandb_mode, plan.out_dir / WANDB_DIR, f"warmup-{warm.key[:8]}-s{cfg.seed}",
                           job_type="warmup", tags=[f"warmup:{warm.key}", f"seed:{cfg.seed}"], config=warm.material,
                           run_id=wandb_id)
     finished = False
@@ -136,6 +139,7 @@ def _train(plan, model, target: Path):
         stats = training.train(trainer, "warmup", resume)
         adapters.save(model, target, initial_dir=initial)
         adapters.require_finite(target, "the warm-up diverged, so nothing was cached: lower warmup.learning_rate.")
+        artifact = _log_artifact(plan, wrun, target, stats)
         finished = True
         if initial is not None:
             shutil.rmtree(initial)
@@ -151,9 +155,24 @@ def _train(plan, model, target: Path):
         if wrun is not None:
             tracking.after_stop("finish", wrun.finish, exit_code=0 if finished else 1)
     record = {"key": warm.key, "material": warm.material, **stats, "rows": len(warm.rows),
-              "trained_by": str(plan.out_dir), "wandb_run": {"id": wrun.id, "name": wrun.name} if wrun else None}
+              "trained_by": str(plan.out_dir), "wandb_run": {"id": wrun.id, "name": wrun.name} if wrun else None,
+              "wandb_artifact": artifact}
     write_json_atomic(target / RECORD, record)
     return model
+
+
+def artifact_name(key: str) -> str:
+    return f"warmup-{key}"
+
+
+def _log_artifact(plan, wrun, target: Path, stats: dict[str, Any]) -> dict[str, str] | None:
+    """The warm-up adapter as a W&B artifact, logged once, by the warm-up's own run: every run that starts from this
+    cache entry uses this artifact (tracking.use_adapter). Staged: `target` is a temporary directory."""
+    warm = plan.warmup
+    metadata = {"key": warm.key, "adapter_digest": adapters.file_digest(target), "init_base": plan.init_base,
+                "seed": int(plan.cfg.seed), "rows": len(warm.rows), "steps": stats.get("steps"),
+                "train_loss": stats.get("train_loss"), "material": warm.material}
+    return tracking.log_adapter(wrun, artifact_name(warm.key), target, metadata, staged=True)
 
 
 def run(plan, model) -> tuple[Any, Path, dict[str, Any]]:
@@ -163,6 +182,6 @@ def run(plan, model) -> tuple[Any, Path, dict[str, Any]]:
     checkpointing.remove(Path(plan.warmup.trl_config.output_dir))
     record = read_record(built.path, RECORD)
     summary = {k: record.get(k) for k in ("key", "train_loss", "first_loss", "last_loss", "steps", "rows", "trained_by",
-                                           "wandb_run")}
+                                           "wandb_run", "wandb_artifact")}
     summary.update(reused=built.reused, adapter=str(built.path), digest=adapters.file_digest(built.path))
     return (model if built.reused else built.value), built.path, summary
