@@ -74,6 +74,15 @@ def _real_data(relative: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def wandb_data_dir(tmp_path_factory) -> Path:
+    """W&B stages the files of logged artifacts (the warm-up adapter) under WANDB_DATA_DIR until `wandb sync` uploads
+    them: the tests' copies go to a temporary directory, not the user's ~/.local/share/wandb."""
+    path = tmp_path_factory.mktemp("wandb-data")
+    os.environ.setdefault("WANDB_DATA_DIR", str(path))
+    return Path(os.environ["WANDB_DATA_DIR"])
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     """One tiny model build for the whole session."""

@@ -1,17 +1,23 @@
 """W&B: secrets never reach a logged config, the mode is decided from the environment and a probe of the server,
-configs flatten."""
+configs flatten, adapters are artifacts with the warm-up -> adaptation lineage."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.server
+import json
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
-from d2lora_exp import tracking
+from d2lora_exp import adapters, recipe, tracking
 from d2lora_exp.errors import UserError
 
 
@@ -112,3 +118,96 @@ def test_an_unknown_wandb_mode_in_the_environment_is_one_line(monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "ofline")
     with pytest.raises(UserError, match="WANDB_MODE='ofline' is not a W&B mode: use one of online, offline, disabled"):
         tracking.decide_mode(OmegaConf.create({"enabled": True, "mode": "auto", "probe_timeout_s": 1}))
+
+
+# --- adapters as artifacts ----------------------------------------------------------------------------------------
+
+def _artifacts(wandb_root: Path) -> list[tuple[str, dict]]:
+    """(run name, artifact record) for every artifact the offline runs under `wandb_root` wrote into their .wandb
+    files (what `wandb sync` replays), read back with W&B's own reader."""
+    cli = Path(sys.executable).with_name("wandb")
+    found = []
+    for run_dir in sorted(wandb_root.glob("wandb/offline-run-*")):
+        out = subprocess.run([str(cli), "leet", "inspect", "--json", str(run_dir)], capture_output=True, text=True,
+                             check=True).stdout
+        records = [json.loads(line) for line in out.splitlines() if line.strip()]
+        name = next(r["run"]["display_name"] for r in records if r["type"] == "run")
+        found += [(name, r["artifact"]) for r in records if r["type"] == "artifact"]
+    return found
+
+
+def _files(artifact: dict) -> dict[str, str]:
+    return {e["path"]: e["digest"] for e in artifact["manifest"]["contents"]}
+
+
+def _md5s(adapter_dir: Path) -> dict[str, str]:
+    """The artifact digests (base64 MD5) W&B would record for an adapter's files."""
+    return {name: base64.b64encode(hashlib.md5((adapter_dir / name).read_bytes()).digest()).decode()
+            for name in tracking.ADAPTER_FILES}
+
+
+def _own_cache(cfg, tmp_path: Path):
+    """Runs of their own warm-up cache: whether this test's first run trains the warm-up must not depend on others."""
+    with open_dict(cfg):
+        cfg.paths.cache_dir = str(tmp_path / "own_cache")
+        cfg.model.name_or_path = str(tmp_path / "own_cache" / "models" / "tiny-llama")
+    return cfg
+
+
+@pytest.mark.e2e
+def test_warmup_artifact_logged_once_by_its_run_and_used_by_every_adaptation_run(make_cfg, tmp_path):
+    runs = [_own_cache(make_cfg("init=d2lora", *extra, out=out), tmp_path)
+            for out, extra in (("first", ()), ("second", ("data_size=4",)))]
+    first, second = (recipe.run(cfg) for cfg in runs)
+    first_dir, second_dir = (Path(cfg.paths.output_dir) for cfg in runs)
+    assert not first["warmup"]["reused"] and second["warmup"]["reused"]
+    key, entry = first["warmup"]["key"], Path(first["warmup"]["adapter"])
+
+    # The warm-up's own run logged its adapter once, files staged for `wandb sync` (the build directory is gone).
+    [(producer, logged)] = _artifacts(first_dir / "wandb-warmup")
+    assert producer == first["warmup"]["wandb_run"]["name"]
+    assert (logged["name"], logged["type"], logged.get("use_after_commit", False)) == (f"warmup-{key}", "model", False)
+    assert _files(logged) == _md5s(entry)
+    for item in logged["manifest"]["contents"]:
+        assert Path(item["local_path"]).read_bytes() == (entry / item["path"]).read_bytes()
+    metadata = json.loads(logged["metadata"])
+    assert metadata["key"] == key and metadata["adapter_digest"] == first["warmup"]["digest"]
+    assert first["warmup"]["wandb_artifact"] == {"name": f"warmup-{key}", "digest": logged["digest"]}
+
+    for result, run_dir, n in ((first, first_dir, 8), (second, second_dir, 4)):
+        recorded = {a["name"]: (run, a) for run, a in _artifacts(run_dir) if a["type"] == "model"}  # not tables
+        assert set(recorded) == {f"warmup-{key}", f"adapter-d2lora-sft-math-n{n}-s0"}
+        run, used = recorded[f"warmup-{key}"]  # the same artifact (name and digest), to be used, not a new one
+        assert run == result["run_name"] and used["use_after_commit"] and used["digest"] == logged["digest"]
+        run, adapter = recorded[f"adapter-d2lora-sft-math-n{n}-s0"]
+        adapter_dir = Path(result["adapt"]["adapter"])
+        assert run == result["run_name"] and not adapter.get("use_after_commit", False) and adapter["type"] == "model"
+        assert _files(adapter) == _md5s(adapter_dir)
+        assert {Path(i["local_path"]) for i in adapter["manifest"]["contents"]} == {
+            (adapter_dir / name).resolve() for name in tracking.ADAPTER_FILES}  # read in place at `wandb sync`
+        metadata = json.loads(adapter["metadata"])
+        assert {k: metadata[k] for k in ("init", "method", "task", "data_size", "seed", "config_hash")} == {
+            "init": "d2lora", "method": "sft", "task": "math", "data_size": n, "seed": 0,
+            "config_hash": result["config_hash"]}
+        assert metadata["adapter_digest"] == result["adapt"]["digest"] == adapters.file_digest(adapter_dir)
+        assert f"config-{result['config_hash']}" in adapter["aliases"]
+        assert result["adapt"]["wandb_artifact"] == {"name": adapter["name"], "digest": adapter["digest"]}
+    assert not (second_dir / "wandb-warmup").exists()  # the cached warm-up: no warm-up run, nothing logged again
+
+
+@pytest.mark.e2e
+def test_wandb_off_records_nothing_and_a_warmup_without_artifact_is_said(make_cfg, tmp_path, caplog):
+    off = _own_cache(make_cfg("init=d2lora", "wandb.mode=disabled", out="off"), tmp_path)
+    result = recipe.run(off)
+    assert result["status"] == "complete"
+    assert result["warmup"]["wandb_artifact"] is None and result["adapt"]["wandb_artifact"] is None
+    assert not list(Path(off.paths.output_dir).glob("wandb*"))
+
+    on = _own_cache(make_cfg("init=d2lora", out="on"), tmp_path)
+    result = recipe.run(on)
+    key = result["warmup"]["key"]
+    assert result["warmup"]["reused"]
+    assert (f"W&B: warmup-{key} was logged by no W&B run (built with W&B off, or before adapters were artifacts): "
+            "this run records its use") in caplog.text
+    used = {a["name"]: a for _, a in _artifacts(Path(on.paths.output_dir))}[f"warmup-{key}"]
+    assert used["use_after_commit"] and _files(used) == _md5s(Path(result["warmup"]["adapter"]))
