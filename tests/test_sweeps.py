@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from d2lora_exp.report import TASK_METRICS
+from d2lora_exp.report import FORGETTING_METRICS, TASK_METRICS
 
 pytestmark = pytest.mark.sweep
 
@@ -83,7 +83,7 @@ def test_math_sweeps_share_their_runs_and_report(sweep_env):
             assert seen.setdefault(run, mtime) == mtime, f"{name} recomputed {run}"
             assert "arc_acc" in data["metrics"], "math sweeps evaluate ARC-Easy (forgetting) in every run"
         rows = _results(sweep_dir)
-        assert len(rows) == len(runs) * (len(TASK_METRICS["math"]) + 2)
+        assert len(rows) == len(runs) * (len(TASK_METRICS["math"]) + len(FORGETTING_METRICS))
         zero = [d for d in runs.values() if d["data_size"] == 0]
         assert len(zero) == (6 if name != "exp1_data_scaling" else 0)
         if zero:  # one evaluation per initialisation, whichever method's job got there first
