@@ -94,7 +94,7 @@ bench: $(STAMP)  ## training/eval throughput vs plain TRL (GPU; ARGS=--smoke for
 GPU_WHEELS = trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 hydra-core==1.3.8 omegaconf==2.3.1 \
 	evaluate==0.4.6 nltk==3.10.4 wandb==0.31.0 pydantic==2.14.3 pydantic-core==2.50.4 typing-inspection==0.4.5 \
 	annotated-types==0.8.0 platformdirs sentry-sdk gitpython gitdb smmap hydra-joblib-launcher==1.2.0 \
-	hydra-submitit-launcher==1.2.0 submitit==1.5.4
+	hydra-submitit-launcher==1.2.0 submitit==1.5.4 math-verify==0.9.0 latex2sympy2_extended==1.11.0
 GPU_SDIST_WHEELS = antlr4-python3-runtime==4.9.3 rouge-score==0.1.2
 
 wheels: $(STAMP)  ## gather the project + the dependencies the offline GPU image lacks as wheels in .whl/

@@ -85,6 +85,12 @@ def _no_training(monkeypatch):
         (["eval.evaluators=[task,bleu]"], r"eval.evaluators: unknown \['bleu'\]; choose from"),
         (["eval.evaluators=[task,gsm8k]"], r"names an evaluator twice"),
         (["task=titles", "eval.evaluators=[gsm8k]"], r"score another task's held-out set; task=titles is scored by 'titles_rouge'"),
+        (["task.eval.checker=[ours,mathverify]"], r"task.eval.checker: unknown \['mathverify'\]; choose from \['ours', 'math_verify'\]"),
+        (["eval.evaluators=[]", "task.eval.checker=[ours,mathverify]"], r"task.eval.checker: unknown \['mathverify'\]"),
+        (["task.eval.checker=[math_verify]"], r"task.eval.checker=\['math_verify'\] lacks ours, .*write \[ours,math_verify\]"),
+        (["task.eval.checker=math_verify"], r"task.eval.checker='math_verify' is not a list: write e.g. "
+                                            r"task.eval.checker=\[ours,math_verify\]"),
+        (["task.eval.checker=[ours,ours]"], r"task.eval.checker=\['ours', 'ours'\] names a checker twice"),
     ],
 )
 def test_bad_values_fail_before_training(make_cfg, monkeypatch, overrides, message):
@@ -97,6 +103,24 @@ def test_bad_values_fail_before_training(make_cfg, monkeypatch, overrides, messa
     # The refused run's directory says so (never a `running` left behind forever).
     saved = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
     assert saved["status"] == "failed" and saved["error"].startswith("UserError: ")
+
+
+@pytest.mark.parametrize("broken, message", [
+    ("missing", r"lists math_verify, which is not installed .*pip install 'math-verify\[antlr4_9_3\]'"),
+    ("no_latex", r"lists math_verify, which cannot parse LaTeX here .*pip install 'math-verify\[antlr4_9_3\]'"),
+])
+def test_math_verify_that_cannot_work_is_refused_before_training(make_cfg, monkeypatch, broken, message):
+    """Without its package, or with an antlr4 runtime its LaTeX parser was not built for (where `parse` would
+    quietly find no answer in every LaTeX reply), asking for the math_verify checker stops before the model."""
+    import math_verify
+
+    if broken == "missing":
+        monkeypatch.setitem(sys.modules, "math_verify", None)
+    else:
+        monkeypatch.setattr(math_verify, "parse", lambda text: [])
+    _no_training(monkeypatch)
+    with pytest.raises(UserError, match=message):
+        recipe.run(make_cfg("task.eval.checker=[ours,math_verify]"))
 
 
 def test_missing_column_in_a_data_file(make_cfg, monkeypatch, tmp_path):

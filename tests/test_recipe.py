@@ -106,6 +106,20 @@ def test_data_size_zero_evaluates_the_initialisation_once_for_every_method(make_
         assert pissa["evaluation"]["key"] == results[0]["evaluation"]["key"] and pissa["evaluation"]["reused"]
 
 
+def test_an_evaluation_without_math_verify_is_not_reused_for_a_run_that_asks_for_it(make_cfg):
+    """Same weights, same rows: the checkers are part of the evaluation's key, their order is not."""
+    common = ("data_size=0", "eval.limit=3")
+    ours = recipe.run(make_cfg(*common, out="ours"))
+    both = recipe.run(make_cfg(*common, "task.eval.checker=[ours,math_verify]", out="both"))
+    swapped = recipe.run(make_cfg(*common, "task.eval.checker=[math_verify,ours]", out="swapped"))
+    assert "accuracy_math_verify" not in ours["metrics"] and not both["evaluation"]["reused"]
+    assert both["evaluation"]["key"] != ours["evaluation"]["key"]
+    assert swapped["evaluation"] | {"reused": False} == both["evaluation"] and swapped["evaluation"]["reused"]
+    assert {k: both["metrics"][k] for k in ours["metrics"]} == ours["metrics"]  # ours unchanged beside it
+    rows = [json.loads(line) for line in (Path(both["evaluation"]["dir"]) / "predictions_gsm8k.jsonl").read_text().splitlines()]
+    assert both["metrics"]["accuracy_math_verify"] == pytest.approx(100 * sum(r["correct_math_verify"] for r in rows) / 3)
+
+
 def test_titles_task_reports_rouge(make_cfg):
     result = recipe.run(make_cfg("task=titles"))
     assert set(result["metrics"]) >= {"rouge1", "rouge2", "rougeL"}

@@ -119,13 +119,17 @@ def test_a_single_seed_cell_shows_its_value_without_a_zero_spread(tmp_path):
 
 def test_results_csv_says_how_many_examples_scored_each_metric_and_which_config(tmp_path):
     sweep = tmp_path / "sweep"
-    _run(sweep, "lora", "sft", 100, 0, 20.0, metrics={"accuracy": 20.0, "strict_accuracy": 10.0, "eval_n": 1319,
-                                                      "arc_acc": 60.0, "arc_acc_norm": 61.0, "arc_n": 2376})
+    _run(sweep, "lora", "sft", 100, 0, 20.0, metrics={"accuracy": 20.0, "strict_accuracy": 10.0, "accuracy_math_verify": 19.0,
+                                                      "eval_n": 1319, "arc_acc": 60.0, "arc_acc_norm": 61.0,
+                                                      "arc_acc_bytes": 62.0, "arc_n": 2376})
     report.write(sweep, paper={})
     with open(sweep / "results.csv") as f:
         rows = {r["metric"]: r for r in csv.DictReader(f)}
     assert {m: r["eval_n"] for m, r in rows.items()} == {"accuracy": "1319", "strict_accuracy": "1319",
-                                                          "arc_acc": "2376", "arc_acc_norm": "2376"}
+                                                          "accuracy_math_verify": "1319", "arc_acc": "2376",
+                                                          "arc_acc_norm": "2376", "arc_acc_bytes": "2376"}
+    md = (sweep / "report.md").read_text()
+    assert "## math: accuracy_math_verify" in md and "## math: arc_acc_bytes" in md
     assert {r["config_hash"] for r in rows.values()} == {"hash-lora-100"}
 
 

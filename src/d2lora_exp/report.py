@@ -21,8 +21,9 @@ from typing import Any
 from .stats import mean_ci, paired_difference
 
 # Metrics reported per task, the headline first; ARC-Easy appears where the forgetting eval ran.
-TASK_METRICS = {"math": ["accuracy", "strict_accuracy"], "titles": ["rougeL", "rouge1", "rouge2"]}
-FORGETTING_METRICS = ["arc_acc_norm", "arc_acc"]
+# accuracy_math_verify: Math-Verify's verdict, where task.eval.checker lists math_verify.
+TASK_METRICS = {"math": ["accuracy", "strict_accuracy", "accuracy_math_verify"], "titles": ["rougeL", "rouge1", "rouge2"]}
+FORGETTING_METRICS = ["arc_acc_norm", "arc_acc", "arc_acc_bytes"]  # lm-evaluation-harness acc_norm, acc, acc_bytes
 CHAT_METRICS = ["chat_stop", "chat_exact"]  # the warm-up's own behaviour, where the chat evaluator ran
 INIT_ORDER = ["lora", "d2lora"] + [f"{w}{b}" for b in ("pissa", "olora", "eva", "corda") for w in ("", "d2lora+")]
 FIELDS = ["task", "method", "init", "data_size", "seed", "dpo_reference", "metric", "value", "eval_n", "config_hash",

@@ -86,27 +86,56 @@ def test_evaluate_arc_on_real_rows(tiny, arc_test, tmp_path):
     metrics = arc.evaluate_arc(model, tok, Dataset.from_list(arc_test[:20]), batch_size=8, out_path=out)
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert metrics["arc_n"] == 20 and len(lines) == 20
-    assert 0 <= metrics["arc_acc"] <= 100 and 0 <= metrics["arc_acc_norm"] <= 100
-    assert metrics["arc_acc"] == pytest.approx(100 * sum(r["correct"] for r in lines) / 20)
-    assert metrics["arc_acc_norm"] == pytest.approx(100 * sum(r["correct_norm"] for r in lines) / 20)
-    assert all({"id", "question", "choices", "gold", "pred", "pred_norm", "logprobs", "correct", "correct_norm"} <= set(r)
-               for r in lines)
+    for metric, suffix in [("arc_acc", ""), ("arc_acc_norm", "_norm"), ("arc_acc_bytes", "_bytes")]:
+        assert 0 <= metrics[metric] <= 100
+        assert metrics[metric] == pytest.approx(100 * sum(r[f"correct{suffix}"] for r in lines) / 20)
+    assert all({"id", "question", "choices", "gold", "pred", "pred_norm", "pred_bytes", "logprobs", "correct", "correct_norm",
+                "correct_bytes"} <= set(r) for r in lines)
     for r, row in zip(lines, arc_test[:20]):
         assert (r["id"], r["choices"], r["gold"]) == (row["id"], row["choices"]["text"], row["answerKey"])
         assert r["pred"] in row["choices"]["label"] and r["correct"] == (r["pred"] == r["gold"])
-        assert r["correct_norm"] == (r["pred_norm"] == r["gold"])
+        assert r["correct_norm"] == (r["pred_norm"] == r["gold"]) and r["correct_bytes"] == (r["pred_bytes"] == r["gold"])
     assert all(len(r["logprobs"]) == len(r["choices"]) and all(math.isfinite(x) for x in r["logprobs"]) for r in lines)
 
 
 def test_norm_divides_by_length(monkeypatch):
     rows = [{"id": "1", "question": "q", "choices": {"text": ["ab", "abcdefghij"], "label": ["A", "B"]}, "answerKey": "B"},
             {"id": "2", "question": "q", "choices": {"text": ["ab", "abcdefghij"], "label": ["A", "B"]}, "answerKey": "A"}]
-    # Long choice: -5 total (-0.5/byte); short choice: -2 total (-1/byte). Sum prefers short, norm prefers long.
+    # Long choice: -5 total (-0.5/character, ASCII so also per byte); short: -2 (-1). Sum prefers short, norm long.
     # Token counts (1 each) differ from byte counts, so normalising by tokens would not pass.
     monkeypatch.setattr(arc, "choice_logprobs", lambda m, t, p, c, b: [(-2.0, 1), (-5.0, 1)] * 2)
     monkeypatch.setattr(arc, "prompt_text", lambda tok, q: q)
     metrics = arc.evaluate_arc(None, None, Dataset.from_list(rows), batch_size=4)
-    assert metrics == {"arc_acc": 50.0, "arc_acc_norm": 50.0, "arc_n": 2}
+    assert metrics == {"arc_acc": 50.0, "arc_acc_norm": 50.0, "arc_acc_bytes": 50.0, "arc_n": 2}
     rows[1]["answerKey"] = "B"
     metrics = arc.evaluate_arc(None, None, Dataset.from_list(rows), batch_size=4)
-    assert (metrics["arc_acc"], metrics["arc_acc_norm"]) == (0.0, 100.0)
+    assert (metrics["arc_acc"], metrics["arc_acc_norm"], metrics["arc_acc_bytes"]) == (0.0, 100.0, 100.0)
+
+
+def _picks(monkeypatch, tmp_path, choices: list[str], logprobs: list[float]) -> dict[str, str]:
+    """The label each normalisation picks for one row whose choices score `logprobs` (summed)."""
+    labels = [chr(ord("A") + i) for i in range(len(choices))]
+    rows = [{"id": "r", "question": "q", "choices": {"text": choices, "label": labels}, "answerKey": "A"}]
+    monkeypatch.setattr(arc, "choice_logprobs", lambda m, t, p, c, b: [(lp, 1) for lp in logprobs])
+    monkeypatch.setattr(arc, "prompt_text", lambda tok, q: q)
+    out = tmp_path / "p.jsonl"
+    arc.evaluate_arc(None, None, Dataset.from_list(rows), batch_size=4, out_path=out)
+    line = json.loads(out.read_text())
+    return {"acc": line["pred"], "acc_norm": line["pred_norm"], "acc_bytes": line["pred_bytes"]}
+
+
+def test_norm_divides_by_characters_and_bytes_by_utf8_bytes(monkeypatch, tmp_path):
+    """lm-evaluation-harness's acc_norm divides by characters, acc_bytes by UTF-8 bytes: with a multi-byte choice
+    the three accuracies pick three different choices. Per character: -1.0, -1.05, -0.967; per byte: -1.0, -0.525,
+    -0.967; summed: -2.0 wins."""
+    assert _picks(monkeypatch, tmp_path, ["aa", "éé", "abc"], [-2.0, -2.1, -2.9]) == {
+        "acc": "A", "acc_norm": "C", "acc_bytes": "B"}
+
+
+def test_norm_and_bytes_differ_on_a_real_row_with_a_degree_sign(monkeypatch, tmp_path, arc_test):
+    """'32°C' is 4 characters but 5 bytes, '100°C' 5 and 6: -4.4 vs -5.4 summed is -1.1 vs -1.08 per character
+    (100°C wins) but -0.88 vs -0.9 per byte (32°C wins)."""
+    row = next(r for r in arc_test if r["id"] == "Mercury_SC_415535")
+    assert row["choices"]["text"][:2] == ["32°C", "100°C"]
+    picks = _picks(monkeypatch, tmp_path, row["choices"]["text"], [-4.4, -5.4, -50.0, -50.0])
+    assert picks == {"acc": "A", "acc_norm": "B", "acc_bytes": "A"}

@@ -140,3 +140,101 @@ def test_real_solution_bodies_via_last_number_fallback(real_data, name: str, lim
     result = gsm8k.score(bodies, solutions)
     assert result["strict_accuracy"] == 0.0
     assert result["accuracy"] >= 95.0
+
+
+# --- Math-Verify beside ours (task.eval.checker) -----------------------------------------------------------------
+
+def _verdicts(predictions: list[str], references: list[str]) -> list[bool]:
+    return [correct for correct, _ in gsm8k.math_verify_verdicts(predictions, references)]
+
+
+def _changed(solution: str) -> str:
+    """The solution with its '####' answer moved off the gold (+1, or a digit appended to a decimal)."""
+    body, _ = solution.rsplit("####", 1)
+    gold = gsm8k.reference_answer(solution)
+    return f"{body}#### {int(gold) + 1 if '.' not in gold else gold + '1'}"
+
+
+def test_real_references_are_correct_by_both_checkers_and_wrong_when_the_number_changes(real_data):
+    """All 1,319 GSM8K test solutions as model outputs. Measured with math-verify 0.9.0: ours 1,319 correct,
+    Math-Verify 1,315; with the '####' number changed, ours 0, Math-Verify 3 (it takes "... the answer as a
+    percentage: ... = 20%" over the '####' line)."""
+    solutions = _solutions(real_data, "test", None)
+    mv = _verdicts(solutions, solutions)
+    assert gsm8k.score(solutions, solutions)["accuracy"] == 100.0
+    assert sum(mv) >= 0.995 * len(solutions), f"Math-Verify judged only {sum(mv)} of {len(solutions)} gold solutions correct"
+    changed = [_changed(s) for s in solutions]
+    assert not any(gsm8k.is_correct(c, s) for c, s in zip(changed, solutions))
+    assert sum(_verdicts(changed, solutions)) <= 0.005 * len(solutions)
+
+
+@pytest.mark.parametrize(
+    ("text", "gold", "ours", "math_verify"),
+    [
+        # Both agree: currency with cents, thousands separators, a boxed dollar amount, percent.
+        ("She pays $18.00.", "18", True, True),
+        ("The answer is $18.00.", "18", True, True),
+        ("The answer is 1,234", "#### 1,234", True, True),
+        ("\\boxed{\\$18}", "18", True, True),
+        ("The answer is 25%.", "25", True, True),
+        ("The total is $10 + $8 = $18.", "18", True, True),
+        ("The answer is 17.", "18", False, False),
+        # Math-Verify knows no '####' marker: it takes the last number.
+        ("She has 5 apples. #### 5\nThen 9 more.", "5", True, False),
+        # "-$3": Math-Verify extracts nothing.
+        ("The change is -$3", "-3", True, False),
+        # Real GSM8K test solution endings Math-Verify misreads (see math_verify_verdicts).
+        ("add the fee to the answer from the previous step to find the total: $4.00 + $2.00 = $<<4+2=6.00>>6.00\n#### 6",
+         "6", True, False),
+        ("divide the number of days by 7 to convert the answer to weeks: 28 days / 7 days/week = <<28/7=4>>4 weeks\n#### 4",
+         "4", True, False),
+    ],
+)
+def test_where_the_checkers_agree_and_differ(text: str, gold: str, ours: bool, math_verify: bool) -> None:
+    assert gsm8k.is_correct(text, gold) == ours
+    assert _verdicts([text], [gold]) == [math_verify]
+
+
+def test_math_verify_verdicts_name_what_was_extracted() -> None:
+    (correct, extracted), (wrong, nothing) = gsm8k.math_verify_verdicts(["\\boxed{\\frac{1}{2}}", "no idea"], ["0.5", "0.5"])
+    assert correct and extracted == ["1/2", "\\frac{1}{2}"]  # the value, then the text it was read from
+    assert not wrong and nothing == []
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(["ours"], ("ours",)), (["ours", "math_verify"], ("ours", "math_verify")), (["math_verify", "ours"], ("ours", "math_verify"))],
+)
+def test_checkers_in_canonical_order(value: list[str], expected: tuple[str, ...]) -> None:
+    assert gsm8k.checkers(value) == expected
+
+
+def _evaluator(make_cfg, real_data, checker: str):
+    from d2lora_exp.tasks import get_task
+
+    cfg = make_cfg(f"task.eval.checker={checker}", f"data.gsm8k_test.path={real_data('gsm8k/test.jsonl')}", "eval.limit=6")
+    return gsm8k.GSM8K(cfg, get_task(cfg.task))
+
+
+def test_evaluator_reports_each_checker_beside_ours(make_cfg, real_data, monkeypatch, tmp_path):
+    """The model's outputs: the gold solutions, row 1's number changed, row 2 a number after its '####' (ours only)."""
+    ev = _evaluator(make_cfg, real_data, "[ours,math_verify]")
+    answers = list(ev.rows["answer"])
+    outputs = [answers[0], _changed(answers[1]), f"#### {gsm8k.reference_answer(answers[2])}\nThen 12345 more.", *answers[3:]]
+    monkeypatch.setattr(gsm8k.chat, "user_prompt", lambda tokenizer, q: q)
+    monkeypatch.setattr(gsm8k.generation, "generate", lambda model, tok, prompts, *a: outputs)
+    metrics = ev.evaluate(None, None, tmp_path)
+    assert metrics == {"accuracy": pytest.approx(500 / 6), "strict_accuracy": pytest.approx(500 / 6),
+                       "accuracy_math_verify": pytest.approx(400 / 6), "eval_n": 6}
+    rows = [json.loads(line) for line in (tmp_path / "predictions_gsm8k.jsonl").read_text().splitlines()]
+    assert [r["correct"] for r in rows] == [True, False, True, True, True, True]
+    assert [r["correct_math_verify"] for r in rows] == [True, False, False, True, True, True]
+    assert rows[2]["extracted_math_verify"] == ["12345", "12345"] and rows[0]["extracted_math_verify"][-1] == rows[0]["reference"]
+
+
+def test_evaluation_key_holds_the_checkers(make_cfg, real_data):
+    """A cached evaluation without Math-Verify must not serve a run that asks for it; the list's order is no new key."""
+    ours, both, swapped = (_evaluator(make_cfg, real_data, c).material() for c in ("[ours]", "[ours,math_verify]",
+                                                                                   "[math_verify,ours]"))
+    assert ours != both and both == swapped
+    assert both["checker_versions"]["math_verify"] == __import__("importlib.metadata").metadata.version("math-verify")

@@ -22,6 +22,7 @@ EVALUATORS: dict[str, type] = {"gsm8k": GSM8K, "titles_rouge": TitlesRouge, "arc
 
 def prepare(cfg: Any, task) -> list[Evaluator]:
     """Build every listed evaluator (loading and checking its data) in the order listed, without duplicates."""
+    EVALUATORS[task.evaluator].check(cfg)
     names = [task.evaluator if name == "task" else str(name) for name in cfg.eval.evaluators]
     unknown = [n for n in names if n not in EVALUATORS]
     if unknown:

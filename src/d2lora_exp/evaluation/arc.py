@@ -2,13 +2,17 @@
 
 Each choice is scored as the assistant's continuation of a chat prompt holding the question (choices
 are not listed in the prompt, lm-evaluation-harness style), so no answer format must be learnt and a
-model that forgot general knowledge shows it directly. Two accuracies: `arc_acc` picks the choice
-with the highest summed log-probability; `arc_acc_norm` divides it by the choice's length in UTF-8
-bytes first (lm-eval's acc_norm), which removes the bias toward short answers.
+model that forgot general knowledge shows it directly. Three accuracies, named and computed as
+lm-evaluation-harness's `acc`, `acc_norm` and `acc_bytes` (lm_eval/api/task.py, multiple_choice):
+`arc_acc` picks the choice with the highest summed log-probability; `arc_acc_norm` divides it by the
+choice's length in characters first, which removes the bias toward short answers; `arc_acc_bytes`
+divides by its length in UTF-8 bytes (they differ only on choices such as "32°C" or "El Niño").
+Ties go to the first choice, as numpy's argmax does in the harness.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +28,17 @@ from ..fingerprint import content_config
 from .base import Evaluator, data_source, limited
 
 ARC_COLUMNS = {"question": str, "choices": dict, "answerKey": str}
+# metric -> (suffix of its columns in the predictions file, what the summed log-probability is divided by).
+NORMALISATIONS: dict[str, tuple[str, Callable[[str], int]]] = {
+    "arc_acc": ("", lambda text: 1),
+    "arc_acc_norm": ("_norm", lambda text: max(1, len(text))),
+    "arc_acc_bytes": ("_bytes", lambda text: max(1, len(text.encode("utf-8")))),
+}
+
+
+def _argmax(values: list[float]) -> int:
+    """The first best index, as numpy's argmax, so ties resolve as in the harness."""
+    return max(range(len(values)), key=values.__getitem__)
 
 
 def gold_index(row: dict) -> int:
@@ -103,25 +118,25 @@ def evaluate_arc(model, tokenizer, dataset: Dataset, batch_size: int, out_path: 
         for i in range(0, len(prompts), batch_size * 8):
             scores += choice_logprobs(model, tokenizer, prompts[i : i + batch_size * 8], conts[i : i + batch_size * 8], batch_size)
             bar.update(min(batch_size * 8, len(prompts) - i))
-    correct = correct_norm = 0
-    records = []
-    k = 0
+    records, k = [], 0
     for row, gold in zip(rows, golds):
         n = len(row["choices"]["text"])
-        lps = [s for s, _ in scores[k : k + n]]
-        norm = [lp / max(1, len(t.encode("utf-8"))) for lp, t in zip(lps, row["choices"]["text"])]
+        records.append(_record(row, gold, [s for s, _ in scores[k : k + n]]))
         k += n
-        pred, pred_norm = max(range(n), key=lps.__getitem__), max(range(n), key=norm.__getitem__)
-        correct += pred == gold
-        correct_norm += pred_norm == gold
-        records.append({"id": row.get("id"), "question": row["question"], "choices": list(row["choices"]["text"]),
-                        "gold": row["answerKey"], "pred": row["choices"]["label"][pred],
-                        "pred_norm": row["choices"]["label"][pred_norm], "logprobs": lps,
-                        "correct": pred == gold, "correct_norm": pred_norm == gold})
     if out_path is not None:
         write_jsonl(out_path, records)
     n_rows = max(1, len(rows))
-    return {"arc_acc": 100.0 * correct / n_rows, "arc_acc_norm": 100.0 * correct_norm / n_rows, "arc_n": len(rows)}
+    return {**{name: 100.0 * sum(r[f"correct{suffix}"] for r in records) / n_rows
+               for name, (suffix, _) in NORMALISATIONS.items()}, "arc_n": len(rows)}
+
+
+def _record(row: dict, gold: int, lps: list[float]) -> dict[str, Any]:
+    """One row's picks under every normalisation, so each accuracy can be recomputed from the predictions file."""
+    texts, labels = list(row["choices"]["text"]), row["choices"]["label"]
+    picks = {suffix: _argmax([lp / length(t) for lp, t in zip(lps, texts)]) for suffix, length in NORMALISATIONS.values()}
+    return {"id": row.get("id"), "question": row["question"], "choices": texts, "gold": row["answerKey"],
+            **{f"pred{suffix}": labels[pick] for suffix, pick in picks.items()}, "logprobs": lps,
+            **{f"correct{suffix}": pick == gold for suffix, pick in picks.items()}}
 
 
 class ArcEasy(Evaluator):

@@ -21,6 +21,12 @@ from ..files import write_jsonl
 class Evaluator(ABC):
     name: str  # registry name; predictions go to predictions_<name>.jsonl
 
+    @staticmethod
+    def check(cfg: Any) -> None:
+        """Check the evaluator's settings in `task.eval` (a task's own evaluator only). Called whether or not the run
+        lists the evaluator, so a bad value is refused before the model loads even when it would go unused."""
+        return None
+
     @abstractmethod
     def material(self) -> dict[str, Any]:
         """Everything besides the weights that determines the numbers: data content, prompts, settings."""

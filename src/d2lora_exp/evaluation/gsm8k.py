@@ -1,22 +1,31 @@
-"""GSM8K final-answer extraction and accuracy.
+"""GSM8K final-answer extraction and accuracy, by our checker and optionally by HF's Math-Verify beside it.
 
 Models phrase their final answer in many ways (``#### 18``, ``\\boxed{\\$18}``, "The answer is 18
 dollars."), so flexible accuracy tries explicit answer markers first, in Step-DPO's order, and only
 then falls back to the last number in the text; strict accuracy credits only the ``#### N`` and
 "The answer is N" formats the fine-tuning data teaches. Numbers are compared as values, not strings,
 so ``1,234``, ``$1234.00`` and ``1234`` all agree.
+
+`task.eval.checker` lists the checkers: `ours` (the above: `accuracy`, `strict_accuracy`) always, and
+`math_verify` adds `accuracy_math_verify`, Math-Verify's verdict as its own GSM8K task computes it, so a
+number can be set beside papers scored with it (see `math_verify_verdicts` for where the two disagree).
 """
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Sequence
+from contextlib import contextmanager
 from fractions import Fraction
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import ListConfig, OmegaConf
 
 from .. import chat
+from ..errors import UserError
 from ..fingerprint import content_config
 from . import generation
 from .base import Evaluator, limited
@@ -167,18 +176,99 @@ def score(predictions: list[str], references: list[str]) -> dict:
     return {"accuracy": 100.0 * flexible / n, "strict_accuracy": 100.0 * strict / n, "n": n}
 
 
+CHECKERS = ("ours", "math_verify")  # in this order in metrics and predictions, whatever order the config lists
+MATH_VERIFY_INSTALL = "pip install 'math-verify[antlr4_9_3]'"  # 4.9.3: the antlr4 runtime hydra-core pins
+
+
+def checkers(value: Any) -> tuple[str, ...]:
+    """`task.eval.checker`, checked before the model loads. `ours` must stay: `accuracy` is the headline metric
+    (task.eval.metric) and the paper's; other checkers are reported beside it, never instead of it."""
+    if not isinstance(value, (list, tuple, ListConfig)):
+        raise UserError(f"task.eval.checker={value!r} is not a list: write e.g. task.eval.checker=[ours,math_verify].")
+    names = [str(name) for name in value]
+    unknown = [name for name in names if name not in CHECKERS]
+    if unknown:
+        raise UserError(f"task.eval.checker: unknown {unknown}; choose from {list(CHECKERS)}.")
+    if len(set(names)) != len(names):
+        raise UserError(f"task.eval.checker={names} names a checker twice.")
+    if "ours" not in names:
+        raise UserError(f"task.eval.checker={names} lacks ours, which scores `accuracy` (the headline metric); "
+                        f"write [ours,{','.join(names)}].")
+    if "math_verify" in names:
+        _require_math_verify()
+    return tuple(name for name in CHECKERS if name in names)
+
+
+def _require_math_verify() -> None:
+    """Math-Verify parses LaTeX with an antlr4 parser for one runtime version; with another (or none) it fails on
+    every LaTeX answer, and `parse` turns that failure into "no answer", i.e. a silently wrong score."""
+    try:
+        from math_verify import parse
+    except ImportError as err:
+        raise UserError(f"task.eval.checker lists math_verify, which is not installed ({err}): {MATH_VERIFY_INSTALL}.") from err
+    if [str(x) for x in parse("$\\frac{1}{2}$")][:1] != ["1/2"]:
+        raise UserError(f"task.eval.checker lists math_verify, which cannot parse LaTeX here (its antlr4 runtime is not "
+                        f"4.9.3, 4.11.0 or 4.13.2): {MATH_VERIFY_INSTALL}.")
+
+
+@contextmanager
+def _quiet(logger_name: str):
+    """Math-Verify warns once per row it finds no answer in; the predictions file records those rows instead."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def math_verify_verdicts(predictions: Sequence[str], references: Sequence[str]) -> list[tuple[bool, list[str] | None]]:
+    r"""(correct, what Math-Verify extracted from the prediction) per row, as Math-Verify's own GSM8K task scores.
+
+    Gold: the text after the reference's last '####' (the dataset's answer, e.g. "1,600"), parsed as a plain
+    expression, exactly as math_verify/tasks.py's gsm8k does; a reference without '####' is taken whole (a bare
+    number, as `_gold` accepts). Prediction: the whole generated text, parsed for LaTeX then plain expressions
+    with Math-Verify's own extraction, because its value for comparison with published numbers is being that
+    recipe, not ours. What that recipe does differently from ours (tests/evaluation/test_gsm8k.py holds cases):
+    it knows no '####' marker, so "#### 5\nThen 9 more." is 9; it reads "$4.00 + $" as an inline LaTeX span;
+    it takes the number after wording such as "the answer as a percentage:" even mid-solution; it finds nothing
+    in "-$3". "$18.00", "1,234", "25%" and "\boxed{\$18}" agree with ours. A parse or comparison that times out
+    (5 s, Math-Verify's SIGALRM timeout, main thread only) counts as wrong, as in Math-Verify.
+    """
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, math_metric
+
+    metric = math_metric(gold_extraction_target=(ExprExtractionConfig(),),
+                         pred_extraction_target=(LatexExtractionConfig(), ExprExtractionConfig()))
+    verdicts = []
+    with _quiet("math_verify.metric"):
+        for prediction, reference in zip(predictions, references, strict=True):
+            gold = reference.rsplit("####", 1)[1].strip() if "####" in reference else reference.strip()
+            value, extracted = metric([gold], [prediction])
+            verdicts.append((value == 1.0, extracted[1] if extracted is not None else None))
+    return verdicts
+
+
 class GSM8K(Evaluator):
     """Zero-shot GSM8K accuracy of the math task: the question alone in the chat template, greedy answer."""
 
     name = "gsm8k"
 
     def __init__(self, cfg: Any, task) -> None:
+        self.checkers = checkers(cfg.task.eval.checker)
         self.rows = limited(task.eval_set(), cfg.eval.limit)
         self.eval_cfg = cfg.eval
         self.data = OmegaConf.to_container(cfg.task.eval.data, resolve=True)
 
+    @staticmethod
+    def check(cfg: Any) -> None:
+        checkers(cfg.task.eval.checker)
+
     def material(self) -> dict[str, Any]:
-        return {"data": content_config(self.data), "n": len(self.rows), "max_new_tokens": int(self.eval_cfg.max_new_tokens)}
+        """The checkers are part of it, and Math-Verify's version, whose extraction rules change between releases."""
+        versions = {"math_verify": version("math-verify")} if "math_verify" in self.checkers else {}
+        return {"data": content_config(self.data), "n": len(self.rows), "max_new_tokens": int(self.eval_cfg.max_new_tokens),
+                "checkers": list(self.checkers), "checker_versions": versions}
 
     def evaluate(self, model, tokenizer, out_dir: Path) -> dict[str, float]:
         questions, answers = list(self.rows["question"]), list(self.rows["answer"])
@@ -186,7 +276,13 @@ class GSM8K(Evaluator):
         outputs = generation.generate(model, tokenizer, prompts, self.eval_cfg.batch_size, self.eval_cfg.max_new_tokens,
                                       "eval gsm8k")
         scores = score(outputs, answers)
-        self.write_predictions(out_dir, [
-            {"question": q, "reference": reference_answer(a), "output": o, "extracted": extract_answer(o),
-             "correct": is_correct(o, a)} for q, a, o in zip(questions, answers, outputs)])
-        return {"accuracy": scores["accuracy"], "strict_accuracy": scores["strict_accuracy"], "eval_n": scores["n"]}
+        rows = [{"question": q, "reference": reference_answer(a), "output": o, "extracted": extract_answer(o),
+                 "correct": is_correct(o, a)} for q, a, o in zip(questions, answers, outputs)]
+        metrics = {"accuracy": scores["accuracy"], "strict_accuracy": scores["strict_accuracy"]}
+        if "math_verify" in self.checkers:
+            verdicts = math_verify_verdicts(outputs, answers)
+            for row, (correct, extracted) in zip(rows, verdicts):
+                row.update(correct_math_verify=correct, extracted_math_verify=extracted)
+            metrics["accuracy_math_verify"] = 100.0 * sum(c for c, _ in verdicts) / len(verdicts)
+        self.write_predictions(out_dir, rows)
+        return {**metrics, "eval_n": scores["n"]}
