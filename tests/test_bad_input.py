@@ -91,11 +91,23 @@ def _no_training(monkeypatch):
         (["task.eval.checker=math_verify"], r"task.eval.checker='math_verify' is not a list: write e.g. "
                                             r"task.eval.checker=\[ours,math_verify\]"),
         (["task.eval.checker=[ours,ours]"], r"task.eval.checker=\['ours', 'ours'\] names a checker twice"),
+        (["eval.engine=harness"], r"eval.engine='harness' is not valid: use native, hf or vllm"),
+        (["eval.engine=vllm"], r"eval.engine=vllm needs vLLM on a CUDA machine: `pip install vllm` \(or use eval.engine=hf\)"),
+        (["eval.harness.tasks=gsm8k"], r"eval.harness.tasks='gsm8k' is not valid: use a list of lm-evaluation-harness task"),
+        (["eval.harness.tasks=[gsm8kk]"], r"eval.harness.tasks: \['gsm8kk'\] are not lm-evaluation-harness tasks"),
+        (["eval.harness.tasks=[ai2_arc]"], r"eval.harness.tasks: \['ai2_arc'\] are groups or tags; name their tasks"),
+        (["eval.harness.tasks=[arc_easy]", "eval.harness.data_files={gsm8k: {test: x.jsonl}}"],
+         r"eval.harness.data_files names \['gsm8k'\], which eval.harness.tasks=\['arc_easy'\] does not run"),
+        (["eval.harness.tasks=[arc_easy]", "eval.harness.data_files={arc_easy: {test: /nonexistent/arc.jsonl}}"],
+         r"eval.harness.data_files.arc_easy: no such file /nonexistent/arc.jsonl"),
+        (["eval.harness.num_fewshot=-1"], r"eval.harness.num_fewshot=-1 is not valid: use null"),
     ],
 )
 def test_bad_values_fail_before_training(make_cfg, monkeypatch, overrides, message):
     if "device=cuda" in overrides and __import__("torch").cuda.is_available():
         pytest.skip("this machine has CUDA")
+    if "eval.engine=vllm" in overrides and __import__("importlib.util").util.find_spec("vllm") is not None:
+        pytest.skip("this machine has vLLM")
     _no_training(monkeypatch)
     cfg = make_cfg(*overrides)
     with pytest.raises(UserError, match=message):

@@ -96,7 +96,8 @@ def _run(cfg: DictConfig, out_dir: Path, hydra_files: Path | None) -> dict[str, 
             interrupt.check("after the adaptation")
 
             with rec.timing("eval"):
-                metrics, evaluated = evaluate.run(plan, model)
+                adapter_dir = Path(adapted["adapter"]) if adapted is not None else warmup_dir
+                metrics, evaluated = evaluate.run(plan, model, adapter_dir)
                 rec.update(evaluation=evaluated)
                 tracking.log_predictions(rec.wandb_run, [e.predictions_path(out_dir) for e in plan.evaluators])
             rec.timings["total"] = round(time.perf_counter() - start, 2)

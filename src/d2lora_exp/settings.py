@@ -71,6 +71,15 @@ RULES: list[Rule] = [
     ("eval.batch_size", "an integer >= 1", _int(1)),
     ("eval.max_new_tokens", "an integer >= 1", _int(1)),
     ("eval.limit", "null (every example) or an integer >= 1", _optional(_int(1))),
+    ("eval.engine", "native, hf or vllm", lambda v: v in ("native", "hf", "vllm")),
+    ("eval.vllm_args", "null or a mapping of vLLM engine arguments, e.g. {gpu_memory_utilization: 0.8}",
+     _optional(lambda v: isinstance(v, dict))),
+    ("eval.harness.tasks", "a list of lm-evaluation-harness task names, e.g. [gsm8k, arc_easy]",
+     lambda v: isinstance(v, list) and all(isinstance(t, str) and t for t in v)),
+    ("eval.harness.data_files", "null or a mapping {task: {split: file}}", _optional(lambda v: isinstance(v, dict))),
+    ("eval.harness.apply_chat_template", "true or false", lambda v: isinstance(v, bool)),
+    ("eval.harness.num_fewshot", "null (each task's default) or an integer >= 0", _optional(_int(0))),
+    ("eval.harness.fewshot_as_multiturn", "true or false", lambda v: isinstance(v, bool)),
     ("calibration.rows", "an integer >= 1", _int(1)),
     ("calibration.batch_size", "an integer >= 1", _int(1)),
     ("task.train.subset_seed", "an integer >= 0", _int(0)),
@@ -85,6 +94,8 @@ def check(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, default=_MISSING)
         if value is _MISSING:
             continue
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value, resolve=True)
         if not test(value):
             raise UserError(f"{key}={value!r} is not valid: use {must_be}.")
 

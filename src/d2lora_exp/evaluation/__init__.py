@@ -14,6 +14,7 @@ from .arc import ArcEasy
 from .base import Evaluator
 from .chat import ChatBehaviour
 from .gsm8k import GSM8K
+from .harness import HarnessTasks
 from .titles import TitlesRouge
 
 TASK_OWN = {task.evaluator for task in TASKS.values()}  # score a task's own held-out set: only with that task
@@ -33,7 +34,24 @@ def prepare(cfg: Any, task) -> list[Evaluator]:
                         f"by {task.evaluator!r} (write `task`).")
     if len(set(names)) != len(names):
         raise UserError(f"eval.evaluators={names} names an evaluator twice (`task` is {task.evaluator!r}).")
-    return [EVALUATORS[name](cfg, task) for name in names]
+    evaluators = [EVALUATORS[name](cfg, task) for name in names]
+    if cfg.eval.engine == "vllm":
+        _require_vllm()
+    return evaluators + ([HarnessTasks(cfg)] if cfg.eval.harness.tasks else [])
 
 
-__all__ = ["EVALUATORS", "Evaluator", "prepare"]
+def _require_vllm() -> None:
+    from importlib.util import find_spec
+
+    if find_spec("vllm") is None:
+        raise UserError("eval.engine=vllm needs vLLM on a CUDA machine: `pip install vllm` (or use eval.engine=hf).")
+
+
+def engine_of(evaluator, engine: str) -> str:
+    """What computes an evaluator's numbers: the harness's own tasks always run in the harness (hf unless vllm)."""
+    if isinstance(evaluator, HarnessTasks):
+        return "vllm" if engine == "vllm" else "hf"
+    return engine if engine != "native" and evaluator.harness_spec() is not None else "native"
+
+
+__all__ = ["EVALUATORS", "Evaluator", "HarnessTasks", "engine_of", "prepare"]

@@ -160,3 +160,9 @@ class ArcEasy(Evaluator):
 
     def evaluate(self, model, tokenizer, out_dir: Path) -> dict[str, float]:
         return evaluate_arc(model, tokenizer, self.rows, self.batch_size, self.predictions_path(out_dir))
+
+    def harness_spec(self):
+        from .harness import Spec
+
+        return Spec("d2lora_arc_easy", self.rows, metrics={"acc": "arc_acc", "acc_norm": "arc_acc_norm", "acc_bytes": "arc_acc_bytes"},
+                    keep=("id", "question", "answerKey"), n_metric="arc_n")

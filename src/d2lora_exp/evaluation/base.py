@@ -35,6 +35,23 @@ class Evaluator(ABC):
     def evaluate(self, model, tokenizer, out_dir: Path) -> dict[str, float]:
         """Score the model; writes per-example predictions under out_dir."""
 
+    def harness_spec(self):
+        """The shipped lm-evaluation-harness task that computes the same numbers (`harness.Spec`), or None when the
+        harness cannot express this evaluation (then every engine runs `evaluate`)."""
+        return None
+
+    def evaluate_with(self, engine, out_dir: Path) -> dict[str, float]:
+        """Score the model through the harness engine (`eval.engine=hf|vllm`): same rows, same metric names."""
+        from . import harness
+
+        spec = self.harness_spec()
+        tasks = harness.build_tasks([harness.shipped_config(spec)])
+        results, samples = harness.evaluate(tasks, engine, apply_chat_template=True)
+        values = harness.metric_values(results[spec.task])
+        rows = harness.prediction_rows(samples[spec.task], spec.keep, list(spec.metrics))
+        self.write_predictions(out_dir, rows)
+        return {**{ours: 100.0 * values[theirs] for theirs, ours in spec.metrics.items()}, spec.n_metric: len(rows)}
+
     def predictions_path(self, out_dir: Path) -> Path:
         return out_dir / f"predictions_{self.name}.jsonl"
 

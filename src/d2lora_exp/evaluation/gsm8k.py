@@ -286,3 +286,17 @@ class GSM8K(Evaluator):
             metrics["accuracy_math_verify"] = 100.0 * sum(c for c, _ in verdicts) / len(verdicts)
         self.write_predictions(out_dir, rows)
         return {**metrics, "eval_n": scores["n"]}
+
+    def harness_spec(self):
+        from .harness import Spec
+        from .harness_tasks import utils
+
+        checkers = list(self.checkers)
+        metrics = {"accuracy": "accuracy", "strict_accuracy": "strict_accuracy"}
+        if "math_verify" in checkers:
+            metrics["accuracy_math_verify"] = "accuracy_math_verify"
+        return Spec("d2lora_gsm8k", self.rows, overrides={
+            "generation_kwargs": {"until": [], "do_sample": False, "max_gen_toks": int(self.eval_cfg.max_new_tokens)},
+            "process_results": lambda doc, results: utils.gsm8k_results(doc, results, checkers),
+            "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True} for m in metrics]},
+            metrics=metrics, keep=("question", "answer"))

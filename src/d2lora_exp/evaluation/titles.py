@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -40,3 +41,18 @@ class TitlesRouge(Evaluator):
         low, high = bootstrap_ci([e["rougeL"] for e in per_example])
         return {"rouge1": scores["rouge1"], "rouge2": scores["rouge2"], "rougeL": scores["rougeL"],
                 "rougeL_ci95_low": low, "rougeL_ci95_high": high, "eval_n": scores["n"]}
+
+    def harness_spec(self):
+        from .harness import Spec
+
+        instruction = self.task_cfg["instruction"]
+        return Spec("d2lora_titles", self.rows, overrides={
+            "doc_to_text": lambda doc: instruction + doc["abstract"],
+            "generation_kwargs": {"until": [], "do_sample": False, "max_gen_toks": int(self.eval_cfg.max_new_tokens)}},
+            metrics={"rouge1": "rouge1", "rouge2": "rouge2", "rougeL": "rougeL"}, keep=("abstract", "title"))
+
+    def evaluate_with(self, engine, out_dir: Path) -> dict[str, float]:
+        metrics = super().evaluate_with(engine, out_dir)
+        rows = [json.loads(line) for line in self.predictions_path(out_dir).read_text().splitlines()]
+        low, high = bootstrap_ci([100.0 * row["rougeL"] for row in rows])
+        return {**metrics, "rougeL_ci95_low": low, "rougeL_ci95_high": high}

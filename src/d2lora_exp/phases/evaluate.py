@@ -13,10 +13,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
 from peft import PeftModel
 
-from .. import adapters, modeling
+from .. import adapters, evaluation, modeling
 from ..build_once import build_once, read_record
+from ..evaluation import harness
 from ..files import write_json_atomic
 from ..fingerprint import file_sha256, library_versions, stable_hash
 from .prepare import Plan
@@ -28,8 +30,8 @@ FORMAT_VERSION = 1
 def code_digest() -> str:
     """The evaluation code (prompts, generation, extraction, metrics): a change to it is a new evaluation."""
     package = Path(__file__).resolve().parents[1]
-    sources = sorted((package / "evaluation").glob("*.py")) + [package / "chat.py"]
-    return stable_hash({p.name: file_sha256(p) for p in sources})
+    sources = sorted((package / "evaluation").rglob("*.py")) + sorted((package / "evaluation").rglob("*.yaml"))
+    return stable_hash({str(p.relative_to(package)): file_sha256(p) for p in [*sources, package / "chat.py"]})
 
 
 def key_material(plan: Plan, model) -> dict[str, Any]:
@@ -40,14 +42,35 @@ def key_material(plan: Plan, model) -> dict[str, Any]:
                if isinstance(model, PeftModel) else None)
     return {"format": FORMAT_VERSION, "code": code_digest(),
             "model": modeling.identity(cfg.model, plan.model_source, plan.dtype_name), "adapter": adapter,
-            "device": plan.device, "batch_size": int(cfg.eval.batch_size),
+            "device": plan.device, "batch_size": int(cfg.eval.batch_size), "engines": engines(plan),
+            "lm_eval": harness.harness_version() if any(e != "native" for e in engines(plan).values()) else None,
             "evaluators": {e.name: e.material() for e in plan.evaluators}, "versions": library_versions()}
 
 
-def _evaluate(plan: Plan, model, target: Path) -> None:
+def engines(plan: Plan) -> dict[str, str]:
+    """Which engine computes each evaluator's numbers (metrics.json `evaluation.engines`)."""
+    return {e.name: evaluation.engine_of(e, plan.cfg.eval.engine) for e in plan.evaluators}
+
+
+def _engine(plan: Plan, model, name: str, adapter_dir: Path | None) -> harness.Engine:
+    cfg = plan.cfg
+    return harness.Engine(name, model, plan.tokenizer, int(cfg.eval.batch_size), int(cfg.eval.max_new_tokens),
+                          plan.model_source, plan.dtype_name, adapter_dir,
+                          OmegaConf.to_container(cfg.eval.vllm_args, resolve=True) if cfg.eval.vllm_args else {})
+
+
+def _evaluate(plan: Plan, model, adapter_dir: Path | None, target: Path) -> None:
+    """Native evaluators first: vLLM needs the GPU memory the in-memory model holds."""
     metrics: dict[str, float] = {}
-    for evaluator in plan.evaluators:
-        metrics.update(evaluator.evaluate(model, plan.tokenizer, target))
+    chosen = engines(plan)
+    built: dict[str, harness.Engine] = {}
+    for evaluator in sorted(plan.evaluators, key=lambda e: chosen[e.name] != "native"):
+        name = chosen[evaluator.name]
+        if name == "native":
+            metrics.update(evaluator.evaluate(model, plan.tokenizer, target))
+            continue
+        engine = built.setdefault(name, _engine(plan, model, name, adapter_dir))
+        metrics.update(evaluator.evaluate_with(engine, target))
     write_json_atomic(target / METRICS, metrics)
 
 
@@ -57,14 +80,17 @@ def _place(src: Path, dst: Path) -> None:
     shutil.copyfile(src, dst)
 
 
-def run(plan: Plan, model) -> tuple[dict[str, float], dict[str, Any] | None]:
-    """(metrics, what metrics.json records about the evaluation: its key and whether it was reused)."""
+def run(plan: Plan, model, adapter_dir: Path | None = None) -> tuple[dict[str, float], dict[str, Any] | None]:
+    """(metrics, what metrics.json records about the evaluation: its key, whether it was reused, the engines).
+
+    `adapter_dir`: the saved adapter of the model evaluated (the vllm engine loads it from there)."""
     if not plan.evaluators:
         return {}, None
     material = key_material(plan, model)
     key = stable_hash(material)
     target = Path(plan.cfg.paths.cache_dir) / "evaluations" / key
-    built = build_once(target, key, functools.partial(_evaluate, plan, model))
+    built = build_once(target, key, functools.partial(_evaluate, plan, model, adapter_dir))
     for evaluator in plan.evaluators:
         _place(evaluator.predictions_path(built.path), evaluator.predictions_path(plan.out_dir))
-    return read_record(built.path, METRICS), {"key": key, "reused": built.reused, "dir": str(built.path)}
+    return read_record(built.path, METRICS), {"key": key, "reused": built.reused, "dir": str(built.path),
+                                              "engines": engines(plan)}

@@ -1,0 +1,1 @@
+"""The lm-evaluation-harness tasks this project ships (YAML) and their scoring functions (utils.py)."""

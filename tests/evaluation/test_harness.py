@@ -1,0 +1,93 @@
+"""lm-evaluation-harness as an engine: the shipped tasks give the native numbers, the harness's own tasks run on
+local data, and the vLLM engine is configured from the saved adapter."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from d2lora_exp import recipe
+from d2lora_exp.evaluation import harness
+
+
+def _rows(run_dir: Path, name: str) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / f"predictions_{name}.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.e2e
+def test_hf_engine_gives_the_native_numbers_on_real_gsm8k_and_arc(make_cfg, real_data):
+    """The miniature world's model after a few SFT steps (a PeftModel in memory), scored on real GSM8K and ARC-Easy
+    rows by both engines: the same replies, the same log-likelihoods, the same metrics (both checkers)."""
+    common = ["experiment=miniature", "wandb.mode=disabled", "data_size=32", "method.num_train_epochs=1",
+              "eval.limit=12", "eval.max_new_tokens=40", "eval.batch_size=5", "task.eval.checker=[ours,math_verify]",
+              "eval.evaluators=[task,arc_easy]", f"task.eval.data={{path: {real_data('gsm8k/test.jsonl')}}}",
+              f"eval.arc_easy_data={{path: {real_data('arc_easy/test.jsonl')}}}"]
+    cfgs = {e: make_cfg(*common, f"eval.engine={e}", fast=False, out=e) for e in ("native", "hf")}
+    native, hf = (recipe.run(cfgs[e]) for e in ("native", "hf"))
+    assert native["adapt"]["digest"] == hf["adapt"]["digest"]
+    assert hf["evaluation"]["engines"] == {"gsm8k": "hf", "arc_easy": "hf"}
+    assert native["evaluation"]["engines"] == {"gsm8k": "native", "arc_easy": "native"}
+    assert native["evaluation"]["key"] != hf["evaluation"]["key"]  # the engine is part of the evaluation's identity
+    assert set(native["metrics"]) == set(hf["metrics"]) >= {"accuracy", "accuracy_math_verify", "arc_acc_bytes"}
+    for name, value in native["metrics"].items():
+        assert hf["metrics"][name] == pytest.approx(value, abs=1e-9), name
+    out = {e: Path(cfg.paths.output_dir) for e, cfg in cfgs.items()}
+    replies = [[r["output"] for r in _rows(out[e], "gsm8k")] for e in ("native", "hf")]
+    assert replies[0] == replies[1] and len(replies[0]) == 12 and sum(bool(r) for r in replies[0]) >= 6
+    logprobs = [[r["logprobs"] for r in _rows(out[e], "arc_easy")] for e in ("native", "hf")]
+    assert all(a == pytest.approx(b, abs=1e-4) for a, b in zip(*logprobs, strict=True))
+
+
+@pytest.mark.e2e
+def test_harness_tasks_run_after_a_run_on_local_copies_of_their_data(make_cfg, real_data):
+    """`eval.harness.tasks=[gsm8k, arc_easy]` with the real files: the harness's own prompts and few-shot examples
+    (from the local train split), metrics named harness/<task>/<metric>, one predictions row per example."""
+    files = (f"eval.harness.data_files={{gsm8k: {{train: {real_data('gsm8k/train.jsonl')}, test: "
+             f"{real_data('gsm8k/test.jsonl')}}}, arc_easy: {{test: {real_data('arc_easy/test.jsonl')}}}}}")
+    cfg = make_cfg("eval.harness.tasks=[gsm8k,arc_easy]", files, "eval.harness.num_fewshot=2", "eval.limit=3",
+                   "eval.max_new_tokens=4", "eval.evaluators=[task]")
+    result = recipe.run(cfg)
+    metrics = result["metrics"]
+    assert {"harness/gsm8k/exact_match,strict-match", "harness/gsm8k/exact_match,flexible-extract",
+            "harness/arc_easy/acc", "harness/arc_easy/acc_norm"} <= set(metrics)
+    assert metrics["harness/gsm8k/n"] == 3 * 2 and metrics["harness/arc_easy/n"] == 3  # gsm8k: two filters per row
+    assert all(0.0 <= v <= 1.0 for k, v in metrics.items() if not k.endswith("/n") and k.startswith("harness/"))
+    assert "accuracy" in metrics  # the run's own evaluator still ran, natively
+    assert result["evaluation"]["engines"] == {"gsm8k": "native", "harness": "hf"}
+    rows = _rows(Path(cfg.paths.output_dir), "harness")
+    assert {r["task"] for r in rows} == {"gsm8k", "arc_easy"} and len(rows) == 9
+    arc_rows = [r for r in rows if r["task"] == "arc_easy"]
+    test_ids = [json.loads(line)["id"] for line in real_data("arc_easy/test.jsonl").read_text().splitlines()[:3]]
+    assert len(arc_rows) == 3 and all(len(r["logprobs"]) >= 3 for r in arc_rows) and test_ids
+
+
+def test_vllm_engine_takes_the_adapter_and_its_own_rank(tmp_path):
+    """Converted pissa/olora/corda adapters have rank 2r: vLLM must be told the adapter's rank, not lora.r."""
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"r": 32, "rank_pattern": {"q_proj": 48}}))
+    args = harness.vllm_args("meta-llama/Llama-3.1-8B-Instruct", "bfloat16", adapter, 512, {"gpu_memory_utilization": 0.5})
+    assert args["lora_local_path"] == str(adapter) and args["max_lora_rank"] == 48
+    assert args["add_bos_token"] is False and args["gpu_memory_utilization"] == 0.5 and args["max_gen_toks"] == 512
+    base_only = harness.vllm_args("m", "bfloat16", None, 8, {})
+    assert "lora_local_path" not in base_only and "max_lora_rank" not in base_only
+
+
+def test_metric_names_follow_the_harness():
+    result = {"alias": "gsm8k", "exact_match,strict-match": 0.25, "exact_match_stderr,strict-match": "N/A",
+              "acc,none": 0.5, "acc_stderr,none": 0.1}
+    assert harness.metric_values(result) == {"exact_match,strict-match": 0.25, "acc": 0.5}
+
+
+def test_every_shipped_task_loads_in_the_harness():
+    """The YAMLs a user runs standalone (`lm_eval --include_path ...`) parse and name their scoring functions."""
+    from lm_eval.tasks import TaskManager
+
+    manager = TaskManager(include_path=str(harness.TASKS_DIR), include_defaults=False)
+    shipped = sorted(p.stem for p in harness.TASKS_DIR.glob("*.yaml"))
+    assert shipped == ["d2lora_arc_easy", "d2lora_gsm8k", "d2lora_titles"] and set(shipped) <= set(manager.all_tasks)
+    gsm8k = harness._load_yaml(harness.TASKS_DIR / "d2lora_gsm8k.yaml")
+    score = gsm8k["process_results"]({"answer": "3 + 4 = 7\n#### 7"}, ["Step 1: 3 + 4 = 7.\nThe answer is: 7"])
+    assert score == {"accuracy": 1.0, "strict_accuracy": 1.0}
