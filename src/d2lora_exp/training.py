@@ -152,6 +152,7 @@ def train(trainer, phase: str, resume: checkpointing.Checkpoint | None) -> dict[
     return {"train_loss": loss_sum / max(output.global_step, 1), "first_loss": losses[0] if losses else None,
             "last_loss": losses[-1] if losses else None, "steps": int(output.global_step),
             "resumed_from_step": steps_before, "seconds": round(time.perf_counter() - start, 2), "log_history": history,
-            # total_flos: the Trainer's estimate, 6 x non-embedding parameters (frozen base included) x input_ids
-            # positions of each batch; 0 where a batch has no `input_ids` (ORPO). Carried over a resume.
+            # total_flos: the Trainer's estimate, 6 x the model's non-embedding parameters (frozen base and every LoRA
+            # adapter alike) x the input_ids positions (padding included) of each batch; 0 where a batch has no
+            # `input_ids` (ORPO's). Not a measurement; carried over a resume in the Trainer's state.
             "tokens": counter.totals(), "total_flos": float(trainer.state.total_flos)}
