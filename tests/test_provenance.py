@@ -97,6 +97,24 @@ def test_gpus_are_named_with_the_driver_or_the_reason_it_is_unknown(monkeypatch,
     assert missing["gpu_driver"] is None and "nvidia-smi" in missing["gpu_driver_reason"]
 
 
+def test_a_hub_model_is_recorded_with_the_commit_its_cached_files_come_from(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+    from omegaconf import OmegaConf
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "models--org--model"
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / "config.json").write_text("{}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    cfg = OmegaConf.create({"name_or_path": "org/model", "revision": None})
+    found = provenance.model(cfg, "org/model", "bfloat16")
+    assert (found["name_or_path"], found["resolved_commit"], found["resolved_commit_reason"]) == ("org/model", commit, None)
+    absent = provenance.model(OmegaConf.create({"name_or_path": "org/other", "revision": None}), "org/other", "bfloat16")
+    assert absent["resolved_commit"] is None and "not in the local Hugging Face cache" in absent["resolved_commit_reason"]
+
+
 def _recorded(cpu="AMD EPYC", torch_version="2.13.0", commit="a" * 40, dirty=False):
     return {"machine": {"cpu": cpu, "cpu_count": 2, "gpus": []},
             "libraries": {"python": "3.11.7", "torch": torch_version, "trl": "1.16.0"},
