@@ -158,3 +158,32 @@ def test_shipped_paper_numbers_sit_in_their_cells(tmp_path):
         assert rows["sft | d2lora (paper)†"][sizes.index("6962")] == "–"
         section = md.split(f"## titles: {metric}")[1].split("\n## ")[0]
         assert "† ROUGE variant not stated in the paper (`rouge_unstated`)" in section
+
+
+def _with_provenance(sweep, name, cpu="AMD EPYC", torch_version="2.13.0+cpu", commit="c" * 40):
+    path = next(sweep.glob(f"{name}/metrics.json"))
+    data = json.loads(path.read_text())
+    data["provenance"] = {"machine": {"cpu": cpu, "cpu_count": 2, "gpus": []},
+                          "libraries": {"python": "3.11.7", "torch": torch_version, "trl": "1.16.0"},
+                          "code": {"commit": commit, "dirty": False}}
+    path.write_text(json.dumps(data))
+
+
+def test_a_table_whose_runs_differ_in_provenance_warns_and_one_whose_runs_agree_does_not(tmp_path):
+    sweep = tmp_path / "sweep"
+    for seed in range(3):
+        _run(sweep, "lora", "sft", 100, seed, 20.0 + seed)
+        _with_provenance(sweep, f"lora-sft-math-n100-s{seed}")
+    _run(sweep, "lora", "sft", 100, 0, 5.0, task="titles", metrics={"rougeL": 5.0, "rouge1": 6.0, "rouge2": 1.0, "eval_n": 4})
+    _with_provenance(sweep, "lora-sft-titles-n100-s0")
+    report.write(sweep, paper={})
+    assert "Warning" not in (sweep / "report.md").read_text()  # same machine, libraries and commit: nothing said
+
+    _with_provenance(sweep, "lora-sft-math-n100-s2", cpu="Intel Xeon", torch_version="2.11.0+cu128")
+    report.write(sweep, paper={})
+    md = (sweep / "report.md").read_text()
+    line = ("**Warning (provenance):** machine `AMD EPYC x2` (2 runs), `Intel Xeon x2` (1 run); "
+            "torch `2.13.0+cpu` (2 runs), `2.11.0+cu128` (1 run).")
+    assert md.split("## math: accuracy\n\n")[1].startswith(line + "\n\n| method |")  # under its table's heading
+    assert md.count(line) == 2  # accuracy and strict_accuracy: the same runs
+    assert "Warning" not in md.split("## titles: rougeL")[1].split("## ")[0]  # the titles table's one run agrees

@@ -62,6 +62,10 @@ def _same_result(resumed: dict, reference: dict) -> None:
     assert resumed["adapt"]["digest"] == reference["adapt"]["digest"]
     assert resumed["metrics"] == reference["metrics"]
     assert resumed["adapt"]["steps"] == reference["adapt"]["steps"]
+    # Tokens fed and FLOPs are counted across the resume (the checkpoint carries the counts), not restarted at it.
+    for phase in ("warmup", "adapt"):
+        assert resumed[phase]["tokens"] == reference[phase]["tokens"] and resumed[phase]["tokens"]["non_padding"] > 0
+        assert resumed[phase]["total_flos"] == reference[phase]["total_flos"] > 0
     # The Trainer restarts its loss average at the resume point; the checkpoint carries the sum before it.
     assert resumed["adapt"]["train_loss"] == pytest.approx(reference["adapt"]["train_loss"], rel=1e-9)
     reference_losses = [h["loss"] for h in reference["adapt"]["log_history"] if "loss" in h]

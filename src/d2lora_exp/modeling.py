@@ -45,6 +45,13 @@ def _local_fingerprint(path: Path) -> str:
     return stable_hash(parts)
 
 
+def fingerprint_method(path: Path) -> str:
+    """How `_local_fingerprint` digests the model directory `path`, in words (metrics.json's provenance says it)."""
+    if (path / MARKER).is_file():
+        return f"every file's full sha256, as recorded by build_once ({MARKER})"
+    return "full sha256 of files up to 2 MiB; size + sha256 of the first and last MiB of larger (weight) files"
+
+
 BUILD_DIR = "models"  # model.build writes only under <paths.cache_dir>/models/
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from . import interrupt, modeling, tracking
+from . import interrupt, modeling, provenance, tracking
 from .errors import UserError
 from .files import check_writable
 from .phases import adapt, evaluate, record, warmup
@@ -23,15 +23,17 @@ from .phases.prepare import Plan, prepare
 log = logging.getLogger(__name__)
 
 
-def _open_wandb(plan: Plan, warmup_summary: dict | None, resume_id: str | None):
+def _open_wandb(plan: Plan, warmup_summary: dict | None, resume_id: str | None, made_by: dict[str, Any]):
     """The run's own W&B run (the warm-up logs to its own, once per cache entry), which uses the warm-up's artifact:
-    W&B's lineage then leads from the warm-up run to every run that started from it."""
+    W&B's lineage then leads from the warm-up run to every run that started from it. `made_by`: the run's
+    provenance (code, libraries, machine, model, data; the per-phase usage goes to the summary at the end)."""
     cfg = plan.cfg
     run = tracking.start(cfg.wandb, plan.wandb_mode, plan.out_dir, cfg.run_name, job_type="adapt",
                          tags=[f"init:{plan.init_label}", f"method:{cfg.method.name}", f"task:{plan.task.name}",
                                f"n:{cfg.data_size}", f"seed:{cfg.seed}"],
                          config={**OmegaConf.to_container(cfg, resolve=True), "warmup_used": warmup_summary,
-                                 "trl_args": plan.trl_args()["adapt"]},
+                                 "trl_args": plan.trl_args()["adapt"],
+                                 "provenance": {k: v for k, v in made_by.items() if k != "phases"}},
                          run_id=resume_id)
     if warmup_summary is not None:
         tracking.use_adapter(run, warmup.artifact_name(warmup_summary["key"]), Path(warmup_summary["adapter"]),
@@ -77,19 +79,24 @@ def _run(cfg: DictConfig, out_dir: Path, hydra_files: Path | None) -> dict[str, 
             with rec.timing("checks"):
                 plan = prepare(cfg, out_dir)
                 rec.update(**plan.summary())
+                rec.add_provenance(**provenance.of_plan(plan))
             with rec.timing("load_model"):
                 model = modeling.load_model(plan.model_source, cfg.model, plan.device, plan.dtype)
 
             warmup_dir = warmup_summary = None
             if plan.warmup is not None:
-                with rec.timing("warmup"):
+                with rec.timing("warmup") as usage:
                     model, warmup_dir, warmup_summary = warmup.run(plan, model)
                     rec.update(warmup=warmup_summary)
+                    usage.update(tokens=warmup_summary["tokens"], total_flos=warmup_summary["total_flos"])
             interrupt.check("after the warm-up")
 
-            rec.open_wandb(_open_wandb(plan, warmup_summary, carried.wandb_id), resumed=carried.wandb_id is not None)
-            model, adapted = adapt.run(plan, model, warmup_dir, rec.wandb_run, carried)
-            if adapted is not None:
+            rec.open_wandb(_open_wandb(plan, warmup_summary, carried.wandb_id, rec.provenance),
+                           resumed=carried.wandb_id is not None)
+            with rec.measured("adapt") as usage:
+                model, adapted = adapt.run(plan, model, warmup_dir, rec.wandb_run, carried)
+            if adapted is not None:  # data_size=0 trains nothing: no tokens to record
+                usage.update(tokens=adapted.get("tokens"), total_flos=adapted.get("total_flos"))
                 rec.timings.update(init=adapted.pop("init_seconds"), adapt=adapted.pop("seconds"))  # training alone
                 adapted["wandb_artifact"] = _log_adapted(plan, rec.wandb_run, adapted, digest)
                 rec.update(adapt=adapted, timings=rec.timings)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import provenance
 from .stats import mean_ci, paired_difference
 
 # Metrics reported per task, the headline first; ARC-Easy appears where the forgetting eval ran.
@@ -55,8 +56,18 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
                              "data_size": int(data["data_size"]), "seed": int(data["seed"]),
                              "dpo_reference": data.get("dpo_reference"), "metric": metric, "value": float(value),
                              "eval_n": metrics.get(COUNT_KEYS[metric]), "config_hash": data.get("config_hash"),
-                             "run_dir": str(path.parent)})
+                             "run_dir": str(path.parent), "provenance": provenance.labels(data.get("provenance"))})
     return rows
+
+
+def provenance_warnings(rows: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """(task, metric) -> one line naming what differs among the runs of that table (machine, library versions,
+    commit) and how many runs each; tables whose runs agree are absent."""
+    runs: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
+    for r in rows:
+        runs[(r["task"], r["metric"])][r["run_dir"]] = r.get("provenance")
+    found = {table: provenance.differences(list(by_dir.values())) for table, by_dir in runs.items()}
+    return {table: line for table, line in found.items() if line}
 
 
 def failed_runs(sweep_dir: Path) -> list[dict[str, str]]:
@@ -148,7 +159,9 @@ def paper_method(curve: str) -> str:
     return "dpo" if curve == "dpo[ref=base]" else curve
 
 
-def markdown(stats: dict[tuple, dict[str, float]], title: str, paper: dict | None = None) -> str:
+def markdown(stats: dict[tuple, dict[str, float]], title: str, paper: dict | None = None,
+             warnings: dict[tuple[str, str], str] | None = None) -> str:
+    """The report's text; `warnings` (provenance_warnings) go under the heading of their table."""
     lines = [f"# {title}", "", "Cells: mean ± std over seeds (number of seeds) [95% t-interval half-width]; a single "
              "seed shows its value and (1). Data size 0 = the initialisation itself. (paper) rows: the published "
              "numbers, at the paper's data sizes.", ""]
@@ -159,7 +172,10 @@ def markdown(stats: dict[tuple, dict[str, float]], title: str, paper: dict | Non
         shown = {(m, i): v for m, i in {k[:2] for k in cells} if (v := pub.get(paper_method(m), {}).get(i))}
         sizes = sorted(set(ours).union(*(v.keys() for v in shown.values())))  # the paper's sizes get columns too
         mark = UNSTATED_MARK if note else ""
-        lines += [f"## {task}: {metric}", "", "| method | init | " + " | ".join(str(s) for s in sizes) + " |",
+        lines += [f"## {task}: {metric}", ""]
+        if (warnings or {}).get((task, metric)):
+            lines += [f"**Warning (provenance):** {warnings[(task, metric)]}.", ""]
+        lines += ["| method | init | " + " | ".join(str(s) for s in sizes) + " |",
                   "|---|---|" + "---|" * len(sizes)]
         for method in _order({k[0] for k in cells}, ["sft", "dpo", "orpo"]):
             for init in _order({k[1] for k in cells if k[0] == method}, INIT_ORDER):
@@ -226,12 +242,12 @@ def write(sweep_dir: Path, paper: dict | None = None, failed: Sequence[dict[str,
     `failed` (run_name, run_dir, error of each failed job) is listed at the end of report.md."""
     rows = collect(sweep_dir)
     with open(sweep_dir / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")  # provenance: in report.md's warnings
         writer.writeheader()
         writer.writerows(rows)
     stats = aggregate(rows)
     paper = paper_results() if paper is None else paper
-    text = markdown(stats, f"Results: {sweep_dir.name}", paper)
+    text = markdown(stats, f"Results: {sweep_dir.name}", paper, provenance_warnings(rows))
     (sweep_dir / "report.md").write_text(text + ("\n" + failures_markdown(failed) if failed else ""))
     return {"rows": rows, "stats": stats, "plots": plot(stats, sweep_dir) if stats else []}
 

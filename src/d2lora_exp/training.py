@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import checkpointing, interrupt, tracking
 from .errors import UserError
+from .resources import TokenCounter
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +119,11 @@ def _cut_prompts(rows: Dataset, tokenizer, max_length: int, over: list[int], ans
 
 
 def callbacks(phase: str, wandb_run, train_cfg: Any, key: str) -> list:
-    """What every training phase hands its trainer: the metric logger and the checkpoint saver. `key` says whose
-    checkpoints they are (the run's config and library versions, or the warm-up's cache key): only a checkpoint
-    written for the same key is ever resumed from."""
+    """What every training phase hands its trainer: the metric logger, the checkpoint saver and the token counter.
+    `key` says whose checkpoints they are (the run's config and library versions, or the warm-up's cache key): only
+    a checkpoint written for the same key is ever resumed from."""
     return [tracking.PhaseLogger(phase, wandb_run),
-            checkpointing.CheckpointCallback(checkpointing.schedule(train_cfg), key)]
+            checkpointing.CheckpointCallback(checkpointing.schedule(train_cfg), key), TokenCounter()]
 
 
 def train(trainer, phase: str, resume: checkpointing.Checkpoint | None) -> dict[str, Any]:
@@ -134,6 +135,8 @@ def train(trainer, phase: str, resume: checkpointing.Checkpoint | None) -> dict[
     saver = next(c for c in trainer.callback_handler.callbacks if isinstance(c, checkpointing.CheckpointCallback))
     saver.trainer = trainer
     saver.resume = resume
+    counter = next(c for c in trainer.callback_handler.callbacks if isinstance(c, TokenCounter))
+    counter.attach(trainer)
     if resume is not None:
         log.info("%s: resuming from step %d (%s)", phase, resume.step, resume.path)
     start = time.perf_counter()
@@ -148,4 +151,8 @@ def train(trainer, phase: str, resume: checkpointing.Checkpoint | None) -> dict[
     losses = [h["loss"] for h in history if "loss" in h]
     return {"train_loss": loss_sum / max(output.global_step, 1), "first_loss": losses[0] if losses else None,
             "last_loss": losses[-1] if losses else None, "steps": int(output.global_step),
-            "resumed_from_step": steps_before, "seconds": round(time.perf_counter() - start, 2), "log_history": history}
+            "resumed_from_step": steps_before, "seconds": round(time.perf_counter() - start, 2), "log_history": history,
+            # total_flos: the Trainer's estimate, 6 x the model's non-embedding parameters (frozen base and every LoRA
+            # adapter alike) x the input_ids positions (padding included) of each batch; 0 where a batch has no
+            # `input_ids` (ORPO's). Not a measurement; carried over a resume in the Trainer's state.
+            "tokens": counter.totals(), "total_flos": float(trainer.state.total_flos)}

@@ -26,7 +26,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
-from .. import tracking
+from .. import provenance, resources, tracking
 from ..checkpointing import Checkpoint, latest
 from ..errors import UserError
 from ..files import write_json_atomic
@@ -183,19 +183,36 @@ class Record:
         self.wandb_run = None
         self.timings: dict[str, float] = {}
         self.data: dict[str, Any] = {"status": "running"}
+        self.provenance: dict[str, Any] = {**provenance.environment(), "model": None, "data": None, "phases": {}}
         self.update(config_hash=digest, run_name=cfg.run_name, pid=os.getpid(),
                     cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
-                    config=tracking.scrub(OmegaConf.to_container(cfg, resolve=True)))
+                    config=tracking.scrub(OmegaConf.to_container(cfg, resolve=True)), provenance=self.provenance)
 
     def update(self, **values: Any) -> None:
         self.data.update(values)
         write_json_atomic(self.path, self.data)
 
+    def add_provenance(self, **parts: Any) -> None:
+        self.provenance.update(parts)
+        self.update(provenance=self.provenance)
+
     @contextmanager
-    def timing(self, phase: str) -> Iterator[None]:
-        """Record how long the block took as `timings.<phase>`, written at once."""
+    def measured(self, phase: str) -> Iterator[dict[str, Any]]:
+        """Record the block's peak memory as `provenance.phases.<phase>`, also when it fails; the caller may add
+        to the dict it gets (the phase's tokens)."""
+        usage = self.provenance["phases"].setdefault(phase, {})
+        try:
+            with resources.peak_memory(usage):
+                yield usage
+        finally:
+            self.update(provenance=self.provenance)
+
+    @contextmanager
+    def timing(self, phase: str) -> Iterator[dict[str, Any]]:
+        """Record how long the block took as `timings.<phase>`, written at once, and its memory (`measured`)."""
         started = time.perf_counter()
-        yield
+        with self.measured(phase) as usage:
+            yield usage
         self.timings[phase] = round(time.perf_counter() - started, 2)
         self.update(timings=self.timings)
 
@@ -205,7 +222,9 @@ class Record:
             d = self.data
             summary = {"data_size": d["data_size"], "init": d["init"], "method": d["method"], "task": d["task"],
                        "seed": d["seed"], **{f"eval/{k}": v for k, v in metrics.items()},
-                       **{f"time/{k}": v for k, v in self.timings.items()}}
+                       **{f"time/{k}": v for k, v in self.timings.items()},
+                       **{f"resources/{k.replace('.', '/')}": v
+                          for k, v in tracking.flatten(self.provenance["phases"]).items()}}
             tracking.after_stop("summary", self.wandb_run.summary.update, summary)
         return self.data
 

@@ -182,6 +182,6 @@ def run(plan, model) -> tuple[Any, Path, dict[str, Any]]:
     checkpointing.remove(Path(plan.warmup.trl_config.output_dir))
     record = read_record(built.path, RECORD)
     summary = {k: record.get(k) for k in ("key", "train_loss", "first_loss", "last_loss", "steps", "rows", "trained_by",
-                                           "wandb_run", "wandb_artifact")}
+                                           "wandb_run", "wandb_artifact", "tokens", "total_flos")}
     summary.update(reused=built.reused, adapter=str(built.path), digest=adapters.file_digest(built.path))
     return (model if built.reused else built.value), built.path, summary
