@@ -12,6 +12,7 @@ import argparse
 import csv
 import json
 import math
+import re
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
@@ -37,6 +38,17 @@ UNSTATED_PAPER_METRICS = {"rouge_unstated": (("rougeL", "rouge1", "rouge2"), "RO
 UNSTATED_MARK = "†"
 
 
+def reported(task: str, metric: str) -> bool:
+    """The task's metrics, forgetting, chat, and every lm-evaluation-harness metric (`harness/<task>/<metric>`)."""
+    if metric.startswith("harness/"):
+        return not metric.endswith("/n")
+    return metric in TASK_METRICS.get(task, []) + FORGETTING_METRICS + CHAT_METRICS
+
+
+def count_key(metric: str) -> str:
+    return metric.rsplit("/", 1)[0] + "/n" if metric.startswith("harness/") else COUNT_KEYS[metric]
+
+
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
     """One row per (finished run, reported metric); a data_size=0 run is its method's first curve point.
 
@@ -51,11 +63,11 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
             continue
         metrics = data.get("metrics") or {}
         for metric, value in metrics.items():
-            if metric in TASK_METRICS.get(data["task"], []) + FORGETTING_METRICS + CHAT_METRICS:
+            if reported(data["task"], metric):
                 rows.append({"task": data["task"], "method": curve_name(data), "init": data["init"],
                              "data_size": int(data["data_size"]), "seed": int(data["seed"]),
                              "dpo_reference": data.get("dpo_reference"), "metric": metric, "value": float(value),
-                             "eval_n": metrics.get(COUNT_KEYS[metric]), "config_hash": data.get("config_hash"),
+                             "eval_n": metrics.get(count_key(metric)), "config_hash": data.get("config_hash"),
                              "run_dir": str(path.parent), "provenance": provenance.labels(data.get("provenance"))})
     return rows
 
@@ -229,7 +241,7 @@ def plot(stats: dict[tuple, dict[str, float]], out_dir: Path) -> list[Path]:
             ax.grid(alpha=0.3)
             ax.legend()
         fig.tight_layout()
-        path = out_dir / f"curve_{task}_{metric}.png"
+        path = out_dir / f"curve_{task}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', metric)}.png"  # harness/gsm8k/...
         fig.savefig(path, dpi=120)
         plt.close(fig)
         paths.append(path)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from d2lora_exp import recipe
+from d2lora_exp import recipe, report
 from d2lora_exp.evaluation import harness
 
 
@@ -61,6 +61,11 @@ def test_harness_tasks_run_after_a_run_on_local_copies_of_their_data(make_cfg, r
     arc_rows = [r for r in rows if r["task"] == "arc_easy"]
     test_ids = [json.loads(line)["id"] for line in real_data("arc_easy/test.jsonl").read_text().splitlines()[:3]]
     assert len(arc_rows) == 3 and all(len(r["logprobs"]) >= 3 for r in arc_rows) and test_ids
+    written = report.write(Path(cfg.paths.output_dir).parent)
+    text = (Path(cfg.paths.output_dir).parent / "report.md").read_text()
+    assert "## math: harness/arc_easy/acc" in text and "## math: harness/gsm8k/exact_match,strict-match" in text
+    assert written  # and the curves were drawn under file names without the slashes
+    assert (Path(cfg.paths.output_dir).parent / "curve_math_harness_arc_easy_acc.png").is_file()
 
 
 def test_vllm_engine_takes_the_adapter_and_its_own_rank(tmp_path):
