@@ -179,6 +179,7 @@ class Record:
     """metrics.json of one run; `wandb_run` (set once the adaptation run is opened) gets the same summary."""
 
     def __init__(self, cfg: DictConfig, out_dir: Path, digest: str) -> None:
+        self.out_dir = out_dir
         self.path = out_dir / "metrics.json"
         self.wandb_run = None
         self.timings: dict[str, float] = {}
