@@ -94,7 +94,11 @@ bench: $(STAMP)  ## training/eval throughput vs plain TRL (GPU; ARGS=--smoke for
 GPU_WHEELS = trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 hydra-core==1.3.8 omegaconf==2.3.1 \
 	evaluate==0.4.6 nltk==3.10.4 wandb==0.31.0 pydantic==2.14.3 pydantic-core==2.50.4 typing-inspection==0.4.5 \
 	annotated-types==0.8.0 platformdirs sentry-sdk gitpython gitdb smmap hydra-joblib-launcher==1.2.0 \
-	hydra-submitit-launcher==1.2.0 submitit==1.5.4 math-verify==0.9.0 latex2sympy2_extended==1.11.0
+	hydra-submitit-launcher==1.2.0 submitit==1.5.4 math-verify==0.9.0 latex2sympy2_extended==1.11.0 \
+	lm_eval==0.4.13 sacrebleu==2.6.0 scikit-learn==1.9.1 threadpoolctl==3.8.0 pytablewriter==1.2.1 \
+	DataProperty==1.1.1 mbstrdecoder==1.1.5 typepy==1.3.5 tabledata==1.3.5 tcolorpy==0.1.7 pathvalidate==3.3.1 \
+	chardet==6.0.0.post1 sqlitedict==2.1.0 word2number==1.1 more-itertools==11.2.1 portalocker==4.4.2 \
+	colorama==0.4.6 lxml==6.1.3 tabulate==0.10.0
 GPU_SDIST_WHEELS = antlr4-python3-runtime==4.9.3 rouge-score==0.1.2
 
 wheels: $(STAMP)  ## gather the project + the dependencies the offline GPU image lacks as wheels in .whl/
