@@ -61,7 +61,7 @@ def test_an_error_after_a_stop_signal_is_an_interruption_not_a_failure(make_cfg,
     from d2lora_exp import recipe
     from d2lora_exp.phases import evaluate
 
-    def dies(plan, model):
+    def dies(plan, model, adapter_dir):
         os.kill(os.getpid(), signal.SIGTERM)
         raise RuntimeError("DataLoader worker (pid 123) is killed by signal: Terminated")
 
