@@ -91,7 +91,7 @@ def _no_training(monkeypatch):
         (["task.eval.checker=math_verify"], r"task.eval.checker='math_verify' is not a list: write e.g. "
                                             r"task.eval.checker=\[ours,math_verify\]"),
         (["task.eval.checker=[ours,ours]"], r"task.eval.checker=\['ours', 'ours'\] names a checker twice"),
-        (["eval.engine=harness"], r"eval.engine='harness' is not valid: use native, hf or vllm"),
+        (["eval.engine=harness"], r"eval.engine='harness' is not valid: use hf or vllm"),
         (["eval.engine=vllm"], r"eval.engine=vllm needs vLLM on a CUDA machine: `pip install vllm` \(or use eval.engine=hf\)"),
         (["eval.harness.tasks=gsm8k"], r"eval.harness.tasks='gsm8k' is not valid: use a list of lm-evaluation-harness task"),
         (["eval.harness.tasks=[gsm8kk]"], r"eval.harness.tasks: \['gsm8kk'\] are not lm-evaluation-harness tasks"),

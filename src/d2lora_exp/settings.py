@@ -71,7 +71,7 @@ RULES: list[Rule] = [
     ("eval.batch_size", "an integer >= 1", _int(1)),
     ("eval.max_new_tokens", "an integer >= 1", _int(1)),
     ("eval.limit", "null (every example) or an integer >= 1", _optional(_int(1))),
-    ("eval.engine", "native, hf or vllm", lambda v: v in ("native", "hf", "vllm")),
+    ("eval.engine", "hf or vllm", lambda v: v in ("hf", "vllm")),
     ("eval.vllm_args", "null or a mapping of vLLM engine arguments, e.g. {gpu_memory_utilization: 0.8}",
      _optional(lambda v: isinstance(v, dict))),
     ("eval.harness.tasks", "a list of lm-evaluation-harness task names, e.g. [gsm8k, arc_easy]",

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
-import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -41,101 +39,49 @@ def test_gold_index_rejects_a_key_not_among_the_labels():
         arc.gold_index({"id": "x", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "E"})
 
 
-def test_batched_scores_equal_one_by_one_and_a_direct_computation(tiny):
-    model, tok = tiny
-    prompts = [arc.prompt_text(tok, q) for q in ["What is ice?", "Which planet is largest in our solar system?"]]
-    conts = ["frozen water", "Jupiter", "a very long answer about gas giants and their moons", "x"]
-    pairs_p, pairs_c = [prompts[i % 2] for i in range(4)], conts
-    model.train()  # scoring must switch to eval and hand the mode back
-    batched = arc.choice_logprobs(model, tok, pairs_p, pairs_c, batch_size=8)
-    assert model.training
-    model.eval()
-    single = [arc.choice_logprobs(model, tok, [p], [c], batch_size=1)[0] for p, c in zip(pairs_p, pairs_c)]
-    for (a, n), (b, m) in zip(batched, single):
-        assert n == m and a == pytest.approx(b, abs=1e-4)
-    # By hand: log p of each continuation byte given everything before it.
-    p_ids = tok(pairs_p[0], add_special_tokens=False)["input_ids"]
-    full = tok(pairs_p[0] + conts[0], add_special_tokens=False)["input_ids"]
-    with torch.no_grad():
-        logp = torch.log_softmax(model(torch.tensor([full])).logits[0].float(), -1)
-    expected = sum(logp[t - 1, full[t]].item() for t in range(len(p_ids), len(full)))
-    assert batched[0][0] == pytest.approx(expected, abs=1e-4) and batched[0][1] == len(full) - len(p_ids)
-    assert arc.choice_logprobs(model, tok, [pairs_p[0]], [""], batch_size=1) == [(0.0, 0)]
-
-
-def test_a_taught_answer_scores_higher(tiny, tmp_path):
-    model, tok = tiny
-    model = AutoModelForCausalLM.from_pretrained(tiny_model.build(tmp_path / "copy"))
-    prompt = arc.prompt_text(tok, "What is the capital of France?")
-    before = arc.choice_logprobs(model, tok, [prompt, prompt], ["Paris", "Rome"], 2)
-    ids = torch.tensor([tok(prompt + "Paris", add_special_tokens=False)["input_ids"]])
-    labels = ids.clone()
-    labels[0, : len(tok(prompt, add_special_tokens=False)["input_ids"])] = -100  # teach only the answer
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(20):
-        opt.zero_grad()
-        model(ids, labels=labels).loss.backward()
-        opt.step()
-    after = arc.choice_logprobs(model, tok, [prompt, prompt], ["Paris", "Rome"], 2)
-    assert after[0][0] - after[1][0] > before[0][0] - before[1][0] + 1.0
-
-
-def test_evaluate_arc_on_real_rows(tiny, arc_test, tmp_path):
-    model, tok = tiny
-    out = tmp_path / "arc.jsonl"
-    metrics = arc.evaluate_arc(model, tok, Dataset.from_list(arc_test[:20]), batch_size=8, out_path=out)
-    lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert metrics["arc_n"] == 20 and len(lines) == 20
-    for metric, suffix in [("arc_acc", ""), ("arc_acc_norm", "_norm"), ("arc_acc_bytes", "_bytes")]:
-        assert 0 <= metrics[metric] <= 100
-        assert metrics[metric] == pytest.approx(100 * sum(r[f"correct{suffix}"] for r in lines) / 20)
-    assert all({"id", "question", "choices", "gold", "pred", "pred_norm", "pred_bytes", "logprobs", "correct", "correct_norm",
-                "correct_bytes"} <= set(r) for r in lines)
-    for r, row in zip(lines, arc_test[:20]):
-        assert (r["id"], r["choices"], r["gold"]) == (row["id"], row["choices"]["text"], row["answerKey"])
-        assert r["pred"] in row["choices"]["label"] and r["correct"] == (r["pred"] == r["gold"])
-        assert r["correct_norm"] == (r["pred_norm"] == r["gold"]) and r["correct_bytes"] == (r["pred_bytes"] == r["gold"])
-    assert all(len(r["logprobs"]) == len(r["choices"]) and all(math.isfinite(x) for x in r["logprobs"]) for r in lines)
-
-
-def test_norm_divides_by_length(monkeypatch):
-    rows = [{"id": "1", "question": "q", "choices": {"text": ["ab", "abcdefghij"], "label": ["A", "B"]}, "answerKey": "B"},
-            {"id": "2", "question": "q", "choices": {"text": ["ab", "abcdefghij"], "label": ["A", "B"]}, "answerKey": "A"}]
-    # Long choice: -5 total (-0.5/character, ASCII so also per byte); short: -2 (-1). Sum prefers short, norm long.
-    # Token counts (1 each) differ from byte counts, so normalising by tokens would not pass.
-    monkeypatch.setattr(arc, "choice_logprobs", lambda m, t, p, c, b: [(-2.0, 1), (-5.0, 1)] * 2)
-    monkeypatch.setattr(arc, "prompt_text", lambda tok, q: q)
-    metrics = arc.evaluate_arc(None, None, Dataset.from_list(rows), batch_size=4)
-    assert metrics == {"arc_acc": 50.0, "arc_acc_norm": 50.0, "arc_acc_bytes": 50.0, "arc_n": 2}
-    rows[1]["answerKey"] = "B"
-    metrics = arc.evaluate_arc(None, None, Dataset.from_list(rows), batch_size=4)
-    assert (metrics["arc_acc"], metrics["arc_acc_norm"], metrics["arc_acc_bytes"]) == (0.0, 100.0, 100.0)
-
-
-def _picks(monkeypatch, tmp_path, choices: list[str], logprobs: list[float]) -> dict[str, str]:
-    """The label each normalisation picks for one row whose choices score `logprobs` (summed)."""
+def _picks(scripted_engine, scripted_lm, tmp_path, choices: list[str], logprobs: list[float]) -> dict[str, int]:
+    """Which choice each accuracy credits for one row whose choices score `logprobs` (summed), through the shipped
+    harness task: the row's gold is each choice in turn, so a metric credits exactly the choice it picks."""
     labels = [chr(ord("A") + i) for i in range(len(choices))]
-    rows = [{"id": "r", "question": "q", "choices": {"text": choices, "label": labels}, "answerKey": "A"}]
-    monkeypatch.setattr(arc, "choice_logprobs", lambda m, t, p, c, b: [(lp, 1) for lp in logprobs])
-    monkeypatch.setattr(arc, "prompt_text", lambda tok, q: q)
-    out = tmp_path / "p.jsonl"
-    arc.evaluate_arc(None, None, Dataset.from_list(rows), batch_size=4, out_path=out)
-    line = json.loads(out.read_text())
-    return {"acc": line["pred"], "acc_norm": line["pred_norm"], "acc_bytes": line["pred_bytes"]}
+    rows = [{"id": f"r{i}", "question": "q", "choices": {"text": choices, "label": labels}, "answerKey": label}
+            for i, label in enumerate(labels)]
+    by_choice = dict(zip(choices, logprobs, strict=True))
+    ev = object.__new__(arc.ArcEasy)
+    ev.rows, ev.data = Dataset.from_list(rows), {}
+    metrics = ev.evaluate_with(scripted_engine(scripted_lm(logprob=lambda ctx, cont: by_choice[cont])), tmp_path)
+    lines = [json.loads(line) for line in ev.predictions_path(tmp_path).read_text().splitlines()]
+    assert metrics["arc_n"] == len(choices) and all(r["logprobs"] == logprobs for r in lines)
+    return {m: next(i for i, r in enumerate(lines) if r[m] == 1.0) for m in ("acc", "acc_norm", "acc_bytes")}
 
 
-def test_norm_divides_by_characters_and_bytes_by_utf8_bytes(monkeypatch, tmp_path):
+def test_the_shipped_task_prompts_the_question_and_scores_each_choice_as_the_reply(scripted_engine, scripted_lm, arc_test,
+                                                                                  tmp_path):
+    """The chat turn is `<question>\nAnswer:` and each choice is the assistant's reply, with nothing between them
+    (target_delimiter ""): the same strings the project trains and evaluates with."""
+    lm = scripted_lm(logprob=lambda ctx, cont: -float(len(cont)))
+    ev = object.__new__(arc.ArcEasy)
+    ev.rows, ev.data = Dataset.from_list(arc_test[:5]), {}
+    metrics = ev.evaluate_with(scripted_engine(lm), tmp_path)
+    assert lm.contexts[0] == f"<user>{arc_test[0]['question']}\nAnswer:<assistant>"
+    assert metrics["arc_n"] == 5 and set(metrics) == {"arc_acc", "arc_acc_norm", "arc_acc_bytes", "arc_n"}
+    lines = [json.loads(line) for line in ev.predictions_path(tmp_path).read_text().splitlines()]
+    assert [r["id"] for r in lines] == [r["id"] for r in arc_test[:5]]
+    shortest = [min(range(len(r["choices"]["text"])), key=lambda i, r=r: len(r["choices"]["text"][i])) for r in arc_test[:5]]
+    assert metrics["arc_acc"] == pytest.approx(100 * sum(s == arc.gold_index(r) for s, r in zip(shortest, arc_test)) / 5)
+
+
+def test_norm_divides_by_characters_and_bytes_by_utf8_bytes(scripted_engine, scripted_lm, tmp_path):
     """lm-evaluation-harness's acc_norm divides by characters, acc_bytes by UTF-8 bytes: with a multi-byte choice
     the three accuracies pick three different choices. Per character: -1.0, -1.05, -0.967; per byte: -1.0, -0.525,
     -0.967; summed: -2.0 wins."""
-    assert _picks(monkeypatch, tmp_path, ["aa", "éé", "abc"], [-2.0, -2.1, -2.9]) == {
-        "acc": "A", "acc_norm": "C", "acc_bytes": "B"}
+    assert _picks(scripted_engine, scripted_lm, tmp_path, ["aa", "éé", "abc"], [-2.0, -2.1, -2.9]) == {
+        "acc": 0, "acc_norm": 2, "acc_bytes": 1}
 
 
-def test_norm_and_bytes_differ_on_a_real_row_with_a_degree_sign(monkeypatch, tmp_path, arc_test):
+def test_norm_and_bytes_differ_on_a_real_row_with_a_degree_sign(scripted_engine, scripted_lm, tmp_path, arc_test):
     """'32°C' is 4 characters but 5 bytes, '100°C' 5 and 6: -4.4 vs -5.4 summed is -1.1 vs -1.08 per character
     (100°C wins) but -0.88 vs -0.9 per byte (32°C wins)."""
     row = next(r for r in arc_test if r["id"] == "Mercury_SC_415535")
     assert row["choices"]["text"][:2] == ["32°C", "100°C"]
-    picks = _picks(monkeypatch, tmp_path, row["choices"]["text"], [-4.4, -5.4, -50.0, -50.0])
-    assert picks == {"acc": "A", "acc_norm": "B", "acc_bytes": "A"}
+    picks = _picks(scripted_engine, scripted_lm, tmp_path, row["choices"]["text"], [-4.4, -5.4, -50.0, -50.0])
+    assert picks == {"acc": 0, "acc_norm": 1, "acc_bytes": 0}

@@ -216,20 +216,21 @@ def _evaluator(make_cfg, real_data, checker: str):
     return gsm8k.GSM8K(cfg, get_task(cfg.task))
 
 
-def test_evaluator_reports_each_checker_beside_ours(make_cfg, real_data, monkeypatch, tmp_path):
-    """The model's outputs: the gold solutions, row 1's number changed, row 2 a number after its '####' (ours only)."""
+def test_evaluator_reports_each_checker_beside_ours(make_cfg, real_data, scripted_engine, scripted_lm, tmp_path):
+    """Through the shipped harness task: the question alone as the chat turn; replies: the gold solutions, row 1's
+    number changed, row 2 a number after its '####' (ours only)."""
     ev = _evaluator(make_cfg, real_data, "[ours,math_verify]")
     answers = list(ev.rows["answer"])
     outputs = [answers[0], _changed(answers[1]), f"#### {gsm8k.reference_answer(answers[2])}\nThen 12345 more.", *answers[3:]]
-    monkeypatch.setattr(gsm8k.chat, "user_prompt", lambda tokenizer, q: q)
-    monkeypatch.setattr(gsm8k.generation, "generate", lambda model, tok, prompts, *a: outputs)
-    metrics = ev.evaluate(None, None, tmp_path)
+    by_prompt = {f"<user>{q}<assistant>": o for q, o in zip(ev.rows["question"], outputs, strict=True)}
+    metrics = ev.evaluate_with(scripted_engine(scripted_lm(reply=by_prompt.__getitem__)), tmp_path)
     assert metrics == {"accuracy": pytest.approx(500 / 6), "strict_accuracy": pytest.approx(500 / 6),
                        "accuracy_math_verify": pytest.approx(400 / 6), "eval_n": 6}
     rows = [json.loads(line) for line in (tmp_path / "predictions_gsm8k.jsonl").read_text().splitlines()]
-    assert [r["correct"] for r in rows] == [True, False, True, True, True, True]
-    assert [r["correct_math_verify"] for r in rows] == [True, False, False, True, True, True]
-    assert rows[2]["extracted_math_verify"] == ["12345", "12345"] and rows[0]["extracted_math_verify"][-1] == rows[0]["reference"]
+    assert [r["accuracy"] for r in rows] == [1, 0, 1, 1, 1, 1]
+    assert [r["accuracy_math_verify"] for r in rows] == [1, 0, 0, 1, 1, 1]
+    assert [r["output"] for r in rows] == [o.strip() for o in outputs]
+    assert rows[2]["extracted"] == rows[2]["reference"] == gsm8k.reference_answer(answers[2])
 
 
 def test_evaluation_key_holds_the_checkers(make_cfg, real_data):

@@ -48,10 +48,11 @@ def _require_vllm() -> None:
 
 
 def engine_of(evaluator, engine: str) -> str:
-    """What computes an evaluator's numbers: the harness's own tasks always run in the harness (hf unless vllm)."""
-    if isinstance(evaluator, HarnessTasks):
-        return "vllm" if engine == "vllm" else "hf"
-    return engine if engine != "native" and evaluator.harness_spec() is not None else "native"
+    """What computes an evaluator's numbers: the harness engine (`eval.engine`: hf or vllm) for everything it can
+    express, this project's own code (`native`) for the rest (chat behaviour)."""
+    if isinstance(evaluator, HarnessTasks) or evaluator.harness_spec() is not None:
+        return engine
+    return "native"
 
 
 __all__ = ["EVALUATORS", "Evaluator", "HarnessTasks", "engine_of", "prepare"]

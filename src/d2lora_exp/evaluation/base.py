@@ -31,17 +31,18 @@ class Evaluator(ABC):
     def material(self) -> dict[str, Any]:
         """Everything besides the weights that determines the numbers: data content, prompts, settings."""
 
-    @abstractmethod
     def evaluate(self, model, tokenizer, out_dir: Path) -> dict[str, float]:
-        """Score the model; writes per-example predictions under out_dir."""
+        """Score the model with this project's own code; writes per-example predictions under out_dir. Only for
+        what the harness cannot express (`harness_spec` is None): everything else runs in the harness."""
+        raise NotImplementedError(f"{self.name} is evaluated through lm-evaluation-harness (evaluate_with)")
 
     def harness_spec(self):
-        """The shipped lm-evaluation-harness task that computes the same numbers (`harness.Spec`), or None when the
-        harness cannot express this evaluation (then every engine runs `evaluate`)."""
+        """The shipped lm-evaluation-harness task that computes this evaluation (`harness.Spec`), or None when the
+        harness cannot express it (then `evaluate` computes it)."""
         return None
 
     def evaluate_with(self, engine, out_dir: Path) -> dict[str, float]:
-        """Score the model through the harness engine (`eval.engine=hf|vllm`): same rows, same metric names."""
+        """Score the model through the harness engine (`eval.engine=hf|vllm`) with the shipped task."""
         from . import harness
 
         spec = self.harness_spec()
@@ -49,6 +50,8 @@ class Evaluator(ABC):
         results, samples = harness.evaluate(tasks, engine, apply_chat_template=True)
         values = harness.metric_values(results[spec.task])
         rows = harness.prediction_rows(samples[spec.task], spec.keep, list(spec.metrics))
+        if spec.annotate is not None:
+            rows = [{**row, **spec.annotate(row)} for row in rows]
         self.write_predictions(out_dir, rows)
         return {**{ours: 100.0 * values[theirs] for theirs, ours in spec.metrics.items()}, spec.n_metric: len(rows)}
 

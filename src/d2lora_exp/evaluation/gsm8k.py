@@ -19,15 +19,12 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from fractions import Fraction
 from importlib.metadata import version
-from pathlib import Path
 from typing import Any
 
 from omegaconf import ListConfig, OmegaConf
 
-from .. import chat
 from ..errors import UserError
 from ..fingerprint import content_config
-from . import generation
 from .base import Evaluator, limited
 
 # Thousands-grouped, then fractions, then plain decimals: order matters, or "1,234" would stop at "1".
@@ -270,23 +267,6 @@ class GSM8K(Evaluator):
         return {"data": content_config(self.data), "n": len(self.rows), "max_new_tokens": int(self.eval_cfg.max_new_tokens),
                 "checkers": list(self.checkers), "checker_versions": versions}
 
-    def evaluate(self, model, tokenizer, out_dir: Path) -> dict[str, float]:
-        questions, answers = list(self.rows["question"]), list(self.rows["answer"])
-        prompts = [chat.user_prompt(tokenizer, q) for q in questions]
-        outputs = generation.generate(model, tokenizer, prompts, self.eval_cfg.batch_size, self.eval_cfg.max_new_tokens,
-                                      "eval gsm8k")
-        scores = score(outputs, answers)
-        rows = [{"question": q, "reference": reference_answer(a), "output": o, "extracted": extract_answer(o),
-                 "correct": is_correct(o, a)} for q, a, o in zip(questions, answers, outputs)]
-        metrics = {"accuracy": scores["accuracy"], "strict_accuracy": scores["strict_accuracy"]}
-        if "math_verify" in self.checkers:
-            verdicts = math_verify_verdicts(outputs, answers)
-            for row, (correct, extracted) in zip(rows, verdicts):
-                row.update(correct_math_verify=correct, extracted_math_verify=extracted)
-            metrics["accuracy_math_verify"] = 100.0 * sum(c for c, _ in verdicts) / len(verdicts)
-        self.write_predictions(out_dir, rows)
-        return {**metrics, "eval_n": scores["n"]}
-
     def harness_spec(self):
         from .harness import Spec
         from .harness_tasks import utils
@@ -299,4 +279,5 @@ class GSM8K(Evaluator):
             "generation_kwargs": {"until": [], "do_sample": False, "max_gen_toks": int(self.eval_cfg.max_new_tokens)},
             "process_results": lambda doc, results: utils.gsm8k_results(doc, results, checkers),
             "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True} for m in metrics]},
-            metrics=metrics, keep=("question", "answer"))
+            metrics=metrics, keep=("question", "answer"),
+            annotate=lambda row: {"reference": reference_answer(row["answer"]), "extracted": extract_answer(row["output"])})

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -26,7 +27,7 @@ from ..errors import UserError
 log = logging.getLogger(__name__)
 
 TASKS_DIR = Path(__file__).parent / "harness_tasks"
-ENGINES = ("native", "hf", "vllm")
+ENGINES = ("hf", "vllm")
 FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
@@ -40,6 +41,7 @@ class Spec:
     metrics: dict[str, str] = field(default_factory=dict)  # harness metric -> this project's metric (percent)
     keep: tuple[str, ...] = ()  # doc fields copied into each prediction row
     n_metric: str = "eval_n"  # the metric holding the number of rows scored
+    annotate: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # more columns for each prediction row
 
 
 def harness_version() -> str:
@@ -121,6 +123,7 @@ def build_tasks(configs: list[dict[str, Any]]) -> dict[str, Any]:
     """Task objects by name; building one loads its data, so a bad file fails here, before any model."""
     from lm_eval.tasks import TaskManager
 
+    quiet_harness_logs()
     try:
         loaded = TaskManager(include_defaults=False).load(configs)
     except UserError:
@@ -129,6 +132,26 @@ def build_tasks(configs: list[dict[str, Any]]) -> dict[str, Any]:
         raise UserError(f"lm-evaluation-harness could not load the data of {[c['task'] for c in configs]}: "
                         f"{type(err).__name__}: {err}") from err
     return dict(loaded["tasks"])
+
+
+# Messages the harness logs on every call that do not apply to how this project calls it: tasks get their rows
+# through `custom_dataset` (no --metadata), and the hf engine is handed the in-memory model on purpose.
+_NOT_FOR_US = ("Custom kwargs can be passed", "For example --metadata", "`pretrained` model kwarg is not of type",
+               "Passed an already-initialized model through `pretrained`")
+
+
+class _Quiet(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.getMessage())
+        return not any(text in message for text in _NOT_FOR_US)
+
+
+def quiet_harness_logs() -> None:
+    """Drop the harness's log lines listed in _NOT_FOR_US (its other warnings stay)."""
+    for name in ("lm_eval", "lm_eval.api.task", "lm_eval.models.huggingface", "lm_eval.evaluator"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _Quiet) for f in logger.filters):
+            logger.addFilter(_Quiet())
 
 
 @dataclass
@@ -148,6 +171,7 @@ class Engine:
     _lm: Any = None
 
     def lm(self):
+        quiet_harness_logs()
         if self._lm is None:
             self._lm = self._hf() if self.name == "hf" else self._vllm()
         return self._lm

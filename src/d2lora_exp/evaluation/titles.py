@@ -10,7 +10,6 @@ from omegaconf import OmegaConf
 
 from ..fingerprint import content_config
 from ..stats import bootstrap_ci
-from . import generation, rouge
 from .base import Evaluator, limited
 
 
@@ -26,21 +25,6 @@ class TitlesRouge(Evaluator):
     def material(self) -> dict[str, Any]:
         held_out = {k: self.task_cfg.get(k) for k in ("train", "eval", "columns", "instruction")}
         return {"task": content_config(held_out), "n": len(self.rows), "max_new_tokens": int(self.eval_cfg.max_new_tokens)}
-
-    def evaluate(self, model, tokenizer, out_dir: Path) -> dict[str, float]:
-        abstracts, titles = list(self.rows["abstract"]), list(self.rows["title"])
-        prompts = [self.task.prompt(tokenizer, a) for a in abstracts]
-        outputs = generation.generate(model, tokenizer, prompts, self.eval_cfg.batch_size, self.eval_cfg.max_new_tokens,
-                                      "eval titles")
-        outputs = [o.strip().splitlines()[0] if o.strip() else "" for o in outputs]  # a title is one line
-        scores = rouge.score(outputs, titles)
-        per_example = [rouge.per_example(o, t) for o, t in zip(outputs, titles)]
-        self.write_predictions(out_dir, [{"abstract": a, "reference": t, "output": o, **e}
-                                         for a, t, o, e in zip(abstracts, titles, outputs, per_example)])
-        # Bootstrap over the held-out pairs: how much the score moves with which pairs were drawn.
-        low, high = bootstrap_ci([e["rougeL"] for e in per_example])
-        return {"rouge1": scores["rouge1"], "rouge2": scores["rouge2"], "rougeL": scores["rougeL"],
-                "rougeL_ci95_low": low, "rougeL_ci95_high": high, "eval_n": scores["n"]}
 
     def harness_spec(self):
         from .harness import Spec

@@ -43,7 +43,7 @@ def key_material(plan: Plan, model) -> dict[str, Any]:
     return {"format": FORMAT_VERSION, "code": code_digest(),
             "model": modeling.identity(cfg.model, plan.model_source, plan.dtype_name), "adapter": adapter,
             "device": plan.device, "batch_size": int(cfg.eval.batch_size), "engines": engines(plan),
-            "lm_eval": harness.harness_version() if any(e != "native" for e in engines(plan).values()) else None,
+            "lm_eval": harness.harness_version(),
             "evaluators": {e.name: e.material() for e in plan.evaluators}, "versions": library_versions()}
 
 
@@ -60,7 +60,7 @@ def _engine(plan: Plan, model, name: str, adapter_dir: Path | None) -> harness.E
 
 
 def _evaluate(plan: Plan, model, adapter_dir: Path | None, target: Path) -> None:
-    """Native evaluators first: vLLM needs the GPU memory the in-memory model holds."""
+    """This project's own evaluators first: vLLM needs the GPU memory the in-memory model holds."""
     metrics: dict[str, float] = {}
     chosen = engines(plan)
     built: dict[str, harness.Engine] = {}

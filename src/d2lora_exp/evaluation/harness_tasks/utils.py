@@ -1,5 +1,5 @@
-"""Scoring of the project's lm-evaluation-harness tasks: the same functions the native engine uses, so the two
-engines can differ only in how the text was produced, never in how it is judged."""
+"""Scoring of the project's lm-evaluation-harness tasks: this project's GSM8K extraction (and Math-Verify) and
+ROUGE, so a reply is judged the same whether the task runs inside a d2lora_exp run or standalone in `lm_eval`."""
 
 from __future__ import annotations
 
