@@ -150,7 +150,7 @@ def test_results_survive_a_crash_after_training(make_cfg, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("simulated crash in evaluation")
 
-    monkeypatch.setattr(GSM8K, "evaluate", boom)
+    monkeypatch.setattr(GSM8K, "evaluate_with", boom)
     with pytest.raises(RuntimeError, match="simulated crash"):
         recipe.run(cfg)
     out = Path(cfg.paths.output_dir)

@@ -246,6 +246,13 @@ def math_verify_verdicts(predictions: Sequence[str], references: Sequence[str]) 
     return verdicts
 
 
+def _verdict_columns(row: dict[str, Any]) -> dict[str, Any]:
+    """Readable columns beside the harness's per-row scores: the gold number, what we extracted, each verdict."""
+    verdicts = {f"correct{'' if m == 'accuracy' else m.removeprefix('accuracy')}": row[m] == 1.0
+                for m in ("accuracy", "accuracy_math_verify") if m in row}
+    return {"reference": reference_answer(row["answer"]), "extracted": extract_answer(row["output"]), **verdicts}
+
+
 class GSM8K(Evaluator):
     """Zero-shot GSM8K accuracy of the math task: the question alone in the chat template, greedy answer."""
 
@@ -280,4 +287,4 @@ class GSM8K(Evaluator):
             "process_results": lambda doc, results: utils.gsm8k_results(doc, results, checkers),
             "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True} for m in metrics]},
             metrics=metrics, keep=("question", "answer"),
-            annotate=lambda row: {"reference": reference_answer(row["answer"]), "extracted": extract_answer(row["output"])})
+            annotate=_verdict_columns)
