@@ -70,6 +70,9 @@ def _hydra_main(cfg: DictConfig) -> float | JobFailure | None:
                 logging.getLogger(__name__).info("job %s runs on GPU %s", cfg.run_name, gpu)
         result = recipe.run(cfg, attempt)
     except interrupt.Interrupted as err:  # a BaseException: it stops a local sweep too, as the signal asked
+        # Every rank stopped at the same agreed point; none leaves before the main rank has recorded the interruption
+        # (a launcher stops the other ranks as soon as one exits).
+        dist.barrier()
         if not dist.is_main():
             sys.exit(128 + err.signum)
         again = "the same sweep" if _in_multirun() else f"the same command with hydra.run.dir={cfg.paths.output_dir}"

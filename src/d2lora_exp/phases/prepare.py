@@ -155,8 +155,9 @@ def prepare(cfg: DictConfig, out_dir: Path) -> Plan:
     inits.validate(cfg.init, cfg.method)
     requested = check_data_size(cfg.data_size)
     task = get_task(cfg.task)
-    data_build.ensure(cfg.data)
-    model_source = modeling.ensure_available(cfg.model, cfg.paths.cache_dir)
+    # Built by the main rank while the others wait (under a launcher transformers writes a model from rank 0 only).
+    dist.on_main(data_build.ensure, cfg.data)
+    model_source = dist.on_main(modeling.ensure_available, cfg.model, cfg.paths.cache_dir)
     model_config = modeling.load_config(model_source, cfg.model)
     tokenizer = modeling.load_tokenizer(model_source, cfg.model)
     modeling.check_target_modules(model_config, model_source,
