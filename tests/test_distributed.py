@@ -145,3 +145,17 @@ def test_a_signal_on_one_rank_stops_both_and_the_rerun_resumes_to_the_same_adapt
     assert record["adapt"]["digest"] == reference["adapt"]["digest"]
     assert record["adapt"]["tokens"] == reference["adapt"]["tokens"]
     assert record["wandb_run"] == {**record["wandb_run"], "id": interrupted_run, "resumed": True}  # one W&B run
+
+
+def test_accelerate_launch_runs_the_same_ranks(two, tmp_path):
+    """`accelerate launch --multi_gpu` starts the ranks through torch's launcher as torchrun does (on CPU too, with
+    device=cpu): the same adapter as the torchrun run."""
+    run_dir = tmp_path / "run"
+    accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
+    proc = _launch([*accelerate, "-m", "d2lora_exp", *COMMON, "init=lora", "method=sft", f"hydra.run.dir={run_dir}"],
+                   tmp_path, D2LORA_CACHE=str(two / "cache"))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    record = _metrics(run_dir)
+    assert record["world_size"] == 2 and record["status"] == "complete"
+    assert record["adapt"]["digest"] == _metrics(two / "outputs/sweeps/two/lora-sft-math-n8-s0")["adapt"]["digest"]
