@@ -3,6 +3,9 @@
 Runs the real entry point, and sends the signal to itself at the end of optimizer step <step> of the phase
 (warmup or adapt), as a cluster would at any moment: KILL dies on the spot (the latest periodic checkpoint is all
 that is left), TERM/USR1/USR2 are caught by the run. Test code only: the product has no such hook.
+
+Under torchrun every rank runs this; with STOP_RANK=<r> in the environment only rank r signals itself (a signal that
+reaches one process of a job first).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ original = tracking.PhaseLogger.on_step_end
 
 
 def on_step_end(self, args, state, control, **kwargs):
-    if self.phase == phase and state.global_step == int(step):
+    here = os.environ.get("STOP_RANK") in (None, os.environ.get("RANK", "0"))
+    if self.phase == phase and state.global_step == int(step) and here:
         sys.stderr.flush()
         os.kill(os.getpid(), getattr(signal, f"SIG{name}"))
     return original(self, args, state, control, **kwargs)

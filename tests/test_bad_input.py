@@ -101,6 +101,7 @@ def _no_training(monkeypatch):
         (["eval.harness.tasks=[arc_easy]", "eval.harness.data_files={arc_easy: {test: /nonexistent/arc.jsonl}}"],
          r"eval.harness.data_files.arc_easy: no such file /nonexistent/arc.jsonl"),
         (["eval.harness.num_fewshot=-1"], r"eval.harness.num_fewshot=-1 is not valid: use null"),
+        (["dist=fsdp"], r"dist.strategy='fsdp' is not available yet \(FSDP is planned, issue #16\): use dist=ddp"),
     ],
 )
 def test_bad_values_fail_before_training(make_cfg, monkeypatch, overrides, message):

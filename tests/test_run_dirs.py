@@ -17,11 +17,11 @@ pytestmark = pytest.mark.sweep
 
 RUN = [sys.executable, "-m", "d2lora_exp", "experiment=smoke", "init=lora", "method=sft"]
 
-# `python -c FROZEN <overrides>`: the entry point with Hydra's `${now:...}` stopped at one instant, so that two
+# `python -c FROZEN <overrides>`: the entry point with the run directory's clock (`${d2lora_now:...}`) stopped at one instant, so that two
 # processes start "in the same second" (the same microsecond, even) whatever the machine's speed.
 FROZEN = """
 import datetime, sys
-import hydra.core.utils
+import d2lora_exp.dist
 
 
 class Frozen(datetime.datetime):
@@ -30,7 +30,7 @@ class Frozen(datetime.datetime):
         return cls(2026, 1, 2, 3, 4, 5, 678901)
 
 
-hydra.core.utils.datetime = Frozen
+d2lora_exp.dist.datetime = Frozen
 from d2lora_exp.__main__ import main
 
 main()

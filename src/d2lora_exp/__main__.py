@@ -57,22 +57,29 @@ def _attempt_hydra_files() -> Path | None:
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def _hydra_main(cfg: DictConfig) -> float | JobFailure | None:
-    from . import gpu_slots, interrupt, recipe
+    from . import dist, gpu_slots, interrupt, recipe
     from .phases.record import error_line
 
     attempt = _attempt_hydra_files()
+    if not dist.is_main():  # the main rank logs the run; the others' warnings and errors still show
+        logging.getLogger().setLevel(logging.WARNING)
     try:
-        if cfg.gpu_slots and _in_multirun():
+        if cfg.gpu_slots and _in_multirun() and not dist.active():  # a launcher's ranks have their GPUs already
             gpu = gpu_slots.claim(Path(cfg.paths.cache_dir) / "gpu_slots")
             if gpu is not None:
                 logging.getLogger(__name__).info("job %s runs on GPU %s", cfg.run_name, gpu)
         result = recipe.run(cfg, attempt)
     except interrupt.Interrupted as err:  # a BaseException: it stops a local sweep too, as the signal asked
+        # Every rank stopped at the same agreed point; none leaves before the main rank has recorded the interruption
+        # (a launcher stops the other ranks as soon as one exits).
+        dist.barrier()
+        if not dist.is_main():
+            sys.exit(128 + err.signum)
         again = "the same sweep" if _in_multirun() else f"the same command with hydra.run.dir={cfg.paths.output_dir}"
         print(f"d2lora_exp: interrupted: {err}; rerun {again} to resume from its checkpoint", file=sys.stderr)
         interrupt.hand_over(err)
     except Exception as err:
-        if isinstance(err, UserError):
+        if isinstance(err, UserError) and dist.is_main():  # every rank raised it: said once
             print(f"d2lora_exp: error: {err}", file=sys.stderr)
         if not _in_multirun():
             if isinstance(err, UserError):
@@ -86,6 +93,8 @@ def _hydra_main(cfg: DictConfig) -> float | JobFailure | None:
     finally:
         if attempt is not None and attempt.is_dir():  # not installed as the run's .hydra/: this attempt did not run
             shutil.rmtree(attempt)
+    if not dist.is_main():
+        return result.get("score")
     metrics = result.get("metrics", {})
     summary = ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
     skipped = " (already complete, skipped)" if result.get("skipped") else ""
@@ -105,7 +114,11 @@ def main() -> None:
     if message:
         print(f"d2lora_exp: error: {message}", file=sys.stderr)
         sys.exit(2)
+    from . import dist
+
+    dist.init()  # under torchrun / accelerate launch: before Hydra names the run directory (rank 0's time and pid)
     _hydra_main()
+    dist.finish()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict
 from transformers import set_seed
 
+from . import dist
 from .errors import UserError
 
 ADAPTER_NAME = "default"
@@ -64,10 +65,15 @@ def load_frozen(model, adapter_dir: str | Path) -> PeftModel:
 
 
 def save(peft_model: PeftModel, out_dir: str | Path, initial_dir: str | Path | None = None) -> Path:
-    """Safetensors; with `initial_dir` (inits that rewrite the base) converted to apply to the original base."""
+    """Safetensors; with `initial_dir` (inits that rewrite the base) converted to apply to the original base.
+
+    Every rank calls it; the main rank writes (the ranks hold the same weights) and the others wait until the files
+    are there, so that any rank may read them next."""
     out_dir = Path(out_dir)
-    peft_model.save_pretrained(str(out_dir), selected_adapters=[ADAPTER_NAME], safe_serialization=True,
-                               path_initial_model_for_weight_conversion=str(initial_dir) if initial_dir else None)
+    if dist.is_main():
+        peft_model.save_pretrained(str(out_dir), selected_adapters=[ADAPTER_NAME], safe_serialization=True,
+                                   path_initial_model_for_weight_conversion=str(initial_dir) if initial_dir else None)
+    dist.barrier()
     return out_dir
 
 

@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 
 from filelock import FileLock, Timeout
 
-from . import interrupt
+from . import dist, interrupt
 from .fingerprint import dir_digests
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,15 @@ def _valid(target: Path, stamp: str) -> bool:
     return True
 
 
-def build_once(target: Path, stamp: str, build: Callable[[Path], T]) -> Built[T]:
-    """Make `target` hold what `build(tmp_dir)` writes for `stamp`, building it only if it does not already."""
+def build_once(target: Path, stamp: str, build: Callable[[Path], T], together: bool = False) -> Built[T]:
+    """Make `target` hold what `build(tmp_dir)` writes for `stamp`, building it only if it does not already.
+
+    `together`: under a launcher with several ranks, every rank calls this and runs `build` (the warm-up trains on all
+    of them), while the main rank alone holds the lock, decides "reused or build" for all, and writes and renames the
+    entry (a `build` writes its files on the main rank only, see dist.py). Otherwise each process builds on its own,
+    the lock making concurrent ones wait for the first."""
+    if together and dist.active():
+        return _build_together(Path(target), stamp, build)
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(target) + ".lock")
@@ -66,29 +73,76 @@ def build_once(target: Path, stamp: str, build: Callable[[Path], T]) -> Built[T]
         except Timeout:
             interrupt.check(f"while waiting for another job to build {target.name}")
     try:
-        if _valid(target, stamp):
+        tmp = _start(target, stamp)
+        if tmp is None:
             return Built(target, True, None)
-        for stale in [*target.parent.glob(f"{target.name}.tmp-*"), *target.parent.glob(f"{target.name}.old-*")]:
-            # left by a killed build; we hold the lock
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f"{target.name}.tmp-", dir=target.parent))
         try:
             value = build(tmp)
-            (tmp / MARKER).write_text(json.dumps({"stamp": stamp, "files": dir_digests(tmp)}, indent=1))
-            if target.exists():
-                # An outdated or damaged entry is replaced whole, never mixed: renamed aside first (a job still
-                # reading it keeps its open files), then removed.
-                old = target.with_name(f"{target.name}.old-{os.getpid()}")
-                os.replace(target, old)
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
+            _finish(tmp, target, stamp)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     finally:
         lock.release()
     return Built(target, False, value)
+
+
+def _start(target: Path, stamp: str) -> Path | None:
+    """Under the lock: None if `target` is a valid entry for `stamp`, else a fresh temporary directory to build in."""
+    if _valid(target, stamp):
+        return None
+    for stale in [*target.parent.glob(f"{target.name}.tmp-*"), *target.parent.glob(f"{target.name}.old-*")]:
+        # left by a killed build; we hold the lock
+        shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{target.name}.tmp-", dir=target.parent))
+
+
+def _finish(tmp: Path, target: Path, stamp: str) -> None:
+    """Under the lock: record the digests of what was built, then put it in place whole."""
+    (tmp / MARKER).write_text(json.dumps({"stamp": stamp, "files": dir_digests(tmp)}, indent=1))
+    if target.exists():
+        # An outdated or damaged entry is replaced whole, never mixed: renamed aside first (a job still
+        # reading it keeps its open files), then removed.
+        old = target.with_name(f"{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+
+
+def _build_together(target: Path, stamp: str, build: Callable[[Path], T]) -> Built[T]:
+    """build_once with every rank: the main rank takes the lock (all ranks hear a stop signal while it waits, agreed
+    each second), decides and broadcasts "reused" or the directory to build in; all ranks build; the main rank
+    finishes the entry and releases the lock."""
+    lock = FileLock(str(target) + ".lock")
+    if dist.is_main():
+        target.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        got = dist.on_main(_try_acquire, lock)
+        if got:
+            break
+        dist.check_interrupt(f"while waiting for another job to build {target.name}")
+    tmp = None
+    try:
+        tmp = dist.on_main(_start, target, stamp)
+        if tmp is None:
+            return Built(target, True, None)
+        value = build(tmp)
+        dist.on_main(_finish, tmp, target, stamp)
+        return Built(target, False, value)
+    finally:
+        if dist.is_main():
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            lock.release()
+
+
+def _try_acquire(lock: FileLock) -> bool:
+    try:
+        lock.acquire(timeout=1)
+        return True
+    except Timeout:
+        return False
 
 
 def read_record(target: Path, name: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from . import interrupt
+from . import dist, interrupt
 from .files import write_json_atomic
 from .fingerprint import dir_digests
 
@@ -61,8 +61,13 @@ class Checkpoint:
     path: Path
     step: int
     loss_logged: float  # the sum of the losses logged up to `last_logged` (the Trainer's _total_loss_scalar)
-    loss_unlogged: float  # the sum since then, not yet logged (its _tr_loss)
+    loss_unlogged: float  # the sum since then, not yet logged (its _tr_loss), of the main rank
     last_logged: int
+    loss_unlogged_ranks: tuple[float, ...] = ()  # each rank's own, when several trained (their mean is logged)
+
+    def unlogged(self, rank: int) -> float:
+        """The not yet logged loss sum of `rank` (the one rank's, for a checkpoint of one process)."""
+        return self.loss_unlogged_ranks[rank] if self.loss_unlogged_ranks else self.loss_unlogged
 
 
 def _step(path: Path) -> int:
@@ -81,8 +86,12 @@ def _read(path: Path, key: str) -> Checkpoint | None:
     if files != mark.get("files"):
         log.warning("%s: incomplete or damaged (its files differ from the ones recorded); not resumed from", path)
         return None
+    if int(mark.get("world_size", 1)) != dist.world_size():
+        log.warning("%s: written by %s processes, this job has %d; not resumed from", path,
+                    mark.get("world_size", 1), dist.world_size())
+        return None
     return Checkpoint(path, int(mark["step"]), float(mark["loss_logged"]), float(mark["loss_unlogged"]),
-                      int(mark["last_logged"]))
+                      int(mark["last_logged"]), tuple(float(x) for x in mark.get("loss_unlogged_ranks", ())))
 
 
 def latest(directory: Path, key: str) -> Checkpoint | None:
@@ -123,29 +132,38 @@ class CheckpointCallback(TrainerCallback):
         # Put back the Trainer's logging window as it was at the checkpoint, so the first loss logged after a
         # resume averages the same steps as in a run never interrupted.
         if self.resume is not None:
-            self.trainer._tr_loss += self.resume.loss_unlogged
+            self.trainer._tr_loss += self.resume.unlogged(dist.rank())
             self.trainer._globalstep_last_logged = self.resume.last_logged
         return control
 
     def on_step_end(self, args, state, control, **kwargs):
         due = (self.plan.steps is not None and state.global_step % self.plan.steps == 0) or (
             self.plan.minutes is not None and time.monotonic() - self._last_save >= self.plan.minutes * 60)
-        if interrupt.requested() is not None:
+        # Agreed by every rank (their clocks and the moments a signal reaches them differ): all save and stop together.
+        stop, due = dist.all_max([int(interrupt.requested() is not None), int(due)])
+        if stop:
             control.should_save = control.should_training_stop = True
         elif due and state.global_step < state.max_steps:  # the last step's result is the phase's own output
             control.should_save = True
         return control
 
     def on_save(self, args, state, control, **kwargs):
+        """Every rank has written its part (the main rank the adapter and optimizer, each rank its RNG state): then the
+        main rank marks the checkpoint with every file's digest and rotates."""
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         trainer = self.trainer
-        write_json_atomic(path / MARK, {"key": self.key, "step": state.global_step,
-                                        "loss_logged": self.loss_before + trainer._total_loss_scalar,
-                                        "loss_unlogged": float(trainer._tr_loss.item()),
-                                        "last_logged": trainer._globalstep_last_logged, "files": dir_digests(path)})
+        unlogged = dist.all_gather(float(trainer._tr_loss.item()))  # each rank's own running sum
+        if dist.is_main():
+            mark = {"key": self.key, "step": state.global_step,
+                    "loss_logged": self.loss_before + trainer._total_loss_scalar, "loss_unlogged": unlogged[0],
+                    "last_logged": trainer._globalstep_last_logged, "files": dir_digests(path)}
+            if dist.active():
+                mark.update(world_size=dist.world_size(), loss_unlogged_ranks=unlogged)
+            write_json_atomic(path / MARK, mark)
+            log.info("checkpoint at step %d/%d -> %s", state.global_step, state.max_steps, path)
+            self._rotate(Path(args.output_dir), state.global_step)
         self._last_save = time.monotonic()
-        log.info("checkpoint at step %d/%d -> %s", state.global_step, state.max_steps, path)
-        self._rotate(Path(args.output_dir), state.global_step)
+        dist.barrier()
         return control
 
     def _rotate(self, directory: Path, newest: int) -> None:

@@ -71,8 +71,19 @@ def _check_or_exit(directory: str, setting: str) -> None:
 
 
 def process_id() -> str:
-    """This process's id: single-run directories are unique per process, even for two started in one second."""
-    return str(os.getpid())
+    """This process's id: single-run directories are unique per process, even for two started in one second. Under
+    torchrun or accelerate launch, rank 0's (dist.init broadcasts it), so that every rank of a job shares one."""
+    from .dist import job_pid
+
+    return str(job_pid())
+
+
+def job_time(pattern: str) -> str:
+    """The run directory's date and time: the job's start (rank 0's under a launcher; Hydra's own `now` would give
+    each rank its own clock, and two ranks started a second apart two directories)."""
+    from .dist import start_time
+
+    return start_time().strftime(pattern)
 
 
 def process_label() -> str:
@@ -89,5 +100,7 @@ if not OmegaConf.has_resolver("d2lora_gpu_count"):
     OmegaConf.register_new_resolver("d2lora_gpu_count", gpu_count)
 if not OmegaConf.has_resolver("d2lora_pid"):
     OmegaConf.register_new_resolver("d2lora_pid", process_id)
+if not OmegaConf.has_resolver("d2lora_now"):
+    OmegaConf.register_new_resolver("d2lora_now", job_time)
 if not OmegaConf.has_resolver("d2lora_process"):
     OmegaConf.register_new_resolver("d2lora_process", process_label)

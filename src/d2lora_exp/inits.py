@@ -20,6 +20,7 @@ import torch
 from peft import EvaConfig, LoraConfig, PeftModel, get_peft_model, initialize_lora_eva_weights
 from transformers import set_seed
 
+from . import dist
 from .adapters import ADAPTER_NAME, lora_config
 from .errors import UserError
 
@@ -79,8 +80,10 @@ def create(model, lora_cfg: Any, base: str, seed: int, calibration: Iterable[dic
         if initial_dir is None:
             raise ValueError(f"{base} rewrites the base weights: an initial_dir is needed to save it convertibly")
         # PEFT's recipe: store the initial adapter flagged as a plain LoRA init, for the later conversion.
+        # Written by the main rank alone (every rank computed the same init), read by it alone (adapters.save).
         peft_model.peft_config[ADAPTER_NAME].init_lora_weights = True
-        peft_model.save_pretrained(str(initial_dir), selected_adapters=[ADAPTER_NAME])
+        if dist.is_main():
+            peft_model.save_pretrained(str(initial_dir), selected_adapters=[ADAPTER_NAME])
         peft_model.peft_config[ADAPTER_NAME].init_lora_weights = PEFT_INIT[base]
     return peft_model
 

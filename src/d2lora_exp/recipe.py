@@ -7,6 +7,7 @@ model is loaded, so a bad run fails in seconds with one line; results are writte
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from . import interrupt, modeling, provenance, tracking
+from . import dist, interrupt, modeling, provenance, tracking
 from .errors import UserError
 from .files import check_writable
 from .phases import adapt, evaluate, record, wandb_run, warmup
@@ -24,23 +25,38 @@ log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig, hydra_files: Path | None = None) -> dict[str, Any]:
-    """`hydra_files`: where Hydra wrote this attempt's config; it becomes the run's `.hydra/` if this attempt runs."""
+    """`hydra_files`: where Hydra wrote this attempt's config; it becomes the run's `.hydra/` if this attempt runs.
+
+    Under a launcher every rank runs this; the main rank owns the directory and decides for all (dist.py)."""
     out_dir = Path(cfg.paths.output_dir)
+    dist.on_main(_make_dir, out_dir)
+    # One live process per run directory: another one waits here (under a launcher, the main rank holds the lock).
+    with record.owned(out_dir) if dist.is_main() else contextlib.nullcontext():
+        return _run(cfg, out_dir, hydra_files)
+
+
+def _make_dir(out_dir: Path) -> None:
     check_writable(out_dir, "paths.output_dir (hydra.run.dir, hydra.sweep.dir)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    with record.owned(out_dir):  # one live process per run directory: another one waits here
-        return _run(cfg, out_dir, hydra_files)
+
+
+def _take_over(out_dir: Path, digest: str, hydra_files: Path | None) -> tuple[record.Carried, dict[str, Any] | None]:
+    """(what an unfinished attempt leaves, the finished result to reuse or None); this attempt's Hydra files become
+    the run's if it runs. The main rank's files and decision."""
+    carried = record.carried_over(out_dir, digest)
+    done = record.previous_result(out_dir, digest, carried)
+    if done is None:
+        record.install_hydra_files(hydra_files, out_dir)
+    return carried, done
 
 
 def _run(cfg: DictConfig, out_dir: Path, hydra_files: Path | None) -> dict[str, Any]:
     digest = record.config_hash(cfg)
-    carried = record.carried_over(out_dir, digest)
-    done = record.previous_result(out_dir, digest, carried)
+    carried, done = dist.on_main(_take_over, out_dir, digest, hydra_files)
     if done is not None:
         log.info("%s: already complete in %s, skipped", cfg.run_name, out_dir)
         return {**done, "skipped": True}
 
-    record.install_hydra_files(hydra_files, out_dir)
     rec = record.Record(cfg, out_dir, digest)
     try:
         with interrupt.guard():
@@ -78,7 +94,7 @@ def _phases(cfg: DictConfig, rec: record.Record, carried: record.Carried, digest
             model, warmup_dir, warmup_summary = warmup.run(plan, model)
             rec.update(warmup=warmup_summary)
             usage.update(tokens=warmup_summary["tokens"], total_flos=warmup_summary["total_flos"])
-    interrupt.check("after the warm-up")
+    dist.check_interrupt("after the warm-up")
 
     rec.open_wandb(wandb_run.open_run(plan, warmup_summary, carried.wandb_id, rec.provenance),
                    resumed=carried.wandb_id is not None)
@@ -89,11 +105,12 @@ def _phases(cfg: DictConfig, rec: record.Record, carried: record.Carried, digest
         rec.timings.update(init=adapted.pop("init_seconds"), adapt=adapted.pop("seconds"))  # training alone
         adapted["wandb_artifact"] = wandb_run.log_adapted(plan, rec.wandb_run, adapted, digest)
         rec.update(adapt=adapted, timings=rec.timings)
-    interrupt.check("after the adaptation")
+    dist.check_interrupt("after the adaptation")
 
     with rec.timing("eval"):
         adapter_dir = Path(adapted["adapter"]) if adapted is not None else warmup_dir  # what vLLM loads
-        metrics, evaluated = evaluate.run(plan, model, adapter_dir)
+        # Under a launcher: the main rank evaluates, the others wait for its numbers (not yet split across ranks).
+        metrics, evaluated = dist.on_main(evaluate.run, plan, model, adapter_dir)
         rec.update(evaluation=evaluated)
         tracking.log_predictions(rec.wandb_run, [e.predictions_path(rec.out_dir) for e in plan.evaluators])
     rec.timings["total"] = round(time.perf_counter() - start, 2)

@@ -72,6 +72,9 @@ class TokenCounter(TrainerCallback, ExportableState):
     def __init__(self, positions: int = 0, non_padding: int = 0, from_step: int = 0, unknown: list | None = None) -> None:
         self.positions, self.non_padding, self.from_step = positions, non_padding, from_step
         self.unknown = unknown  # the keys of a batch layout fed_tokens does not know; the totals are then null
+        # Counted by this rank since the last `sync` (the totals above are every rank's, so a checkpoint, which the
+        # main rank writes, carries the job's counts).
+        self._pending = [0, 0]
 
     def state(self) -> dict[str, Any]:
         return {"args": {}, "attributes": {"positions": self.positions, "non_padding": self.non_padding,
@@ -104,8 +107,34 @@ class TokenCounter(TrainerCallback, ExportableState):
         if fed is None:
             self.unknown = sorted(batch)
             return
-        self.positions += fed[0]
-        self.non_padding += fed[1]
+        from . import dist
+
+        if dist.active():  # summed over the ranks by `sync`
+            self._pending[0] += fed[0]
+            self._pending[1] += fed[1]
+        else:  # one process: its counts are the job's
+            self.positions += fed[0]
+            self.non_padding += fed[1]
+
+    def sync(self) -> None:
+        """Add every rank's micro-batches since the last call to the totals (all ranks call it at the same step)."""
+        from . import dist
+
+        positions, non_padding = dist.all_sum(self._pending)
+        self.positions += positions
+        self.non_padding += non_padding
+        self._pending = [0, 0]
+
+    def on_step_end(self, args, state, control, **kwargs):
+        """Before a checkpoint saves the counts (CheckpointCallback, earlier in the list, has decided whether one is due,
+        the same on every rank)."""
+        if control.should_save:
+            self.sync()
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.sync()
+        return control
 
     def totals(self) -> dict[str, Any]:
         if self.unknown is not None:

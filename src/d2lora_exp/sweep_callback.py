@@ -24,6 +24,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from . import dist
 from .errors import UserError
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ def job_failure(job_return: JobReturn | None) -> JobFailure | None:
 
 class SweepReport(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not dist.is_main():  # under a launcher, the main rank counts and reports
+            return
         total = sweep_size(config)
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -74,6 +77,8 @@ class SweepReport(Callback):
         self._job_started = (time.perf_counter(), time.time())
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn | None, **kwargs: Any) -> None:
+        if not dist.is_main():  # under a launcher, the main rank counts and reports
+            return
         sweep_dir = Path(config.hydra.sweep.dir)
         if not (sweep_dir / PROGRESS).is_file():
             return
@@ -103,6 +108,8 @@ class SweepReport(Callback):
                  "?" if math.isnan(left) else f"{left / 60:.1f} min")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if not dist.is_main():  # under a launcher, the main rank counts and reports
+            return
         from . import report, tracking
 
         sweep_dir = Path(config.hydra.sweep.dir)

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from transformers import TrainerCallback
 
-from . import interrupt
+from . import dist, interrupt
 from .errors import UserError
 
 log = logging.getLogger(__name__)
@@ -146,8 +146,9 @@ def decide_mode(wandb_cfg: Any) -> str:
 def start(wandb_cfg: Any, mode: str, run_dir: Path, name: str, job_type: str, tags: list[str], config: dict,
           run_id: str | None = None):
     """A W&B run in `mode` (decide_mode's answer for this job), or None when disabled; `run_id` continues the
-    run of an interrupted attempt (resumed from its checkpoint)."""
-    if mode == "disabled":
+    run of an interrupted attempt (resumed from its checkpoint). Under a launcher, the main rank's alone: one W&B run
+    per job, not per rank (the other ranks get None, as with W&B off)."""
+    if mode == "disabled" or not dist.is_main():
         return None
     import wandb
 

@@ -12,7 +12,7 @@ import torch
 from datasets import Dataset
 from omegaconf import DictConfig, OmegaConf
 
-from . import checkpointing, interrupt, tracking
+from . import checkpointing, dist, tracking
 from .errors import UserError
 from .resources import TokenCounter
 
@@ -49,6 +49,9 @@ def trainer_args(cfg: DictConfig, out_dir: Path, phase: Any, device: str, dtype:
         output_dir=str(out_dir), seed=int(cfg.seed), report_to="none", save_strategy="no", save_total_limit=None,
         logging_first_step=True, use_cpu=device == "cpu", bf16=dtype == torch.bfloat16, disable_tqdm=False,
         learning_rate=float(phase["learning_rate"]), num_train_epochs=float(phase["num_train_epochs"]),
+        # DDP (several processes): every trainable LoRA weight takes part in every forward pass, so DDP need not
+        # search the graph for unused ones each step (the Trainer's default for a PeftModel). No effect on one process.
+        ddp_find_unused_parameters=False,
     )
     args.update(extra)
     return args
@@ -141,8 +144,8 @@ def train(trainer, phase: str, resume: checkpointing.Checkpoint | None) -> dict[
         log.info("%s: resuming from step %d (%s)", phase, resume.step, resume.path)
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(resume.path) if resume else None)
-    if output.global_step < trainer.state.max_steps:
-        interrupt.check(f"in the {phase} phase at step {output.global_step}, after saving a checkpoint")
+    if output.global_step < trainer.state.max_steps:  # stopped by a signal, on every rank at once (CheckpointCallback)
+        dist.check_interrupt(f"in the {phase} phase at step {output.global_step}, after saving a checkpoint")
     # The Trainer averages over the steps of this call only; the checkpoint carried the sum of the ones before.
     steps_before = resume.step if resume else 0
     loss_sum = saver.loss_before + float(output.training_loss) * (output.global_step - steps_before)

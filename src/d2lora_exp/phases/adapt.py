@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import adapters, checkpointing, inits, training
+from .. import adapters, checkpointing, dist, inits, training
 from . import record
 from .prepare import Plan, calibration_batches
 
@@ -54,6 +54,7 @@ def run(plan: Plan, model, warmup_dir: Path | None, wandb_run,
     stats = training.train(trainer, "adapt", carried.checkpoint)
     model = trainer.model
     adapter_dir = adapters.save(model, plan.out_dir / "adapter", initial_dir=initial)
-    checkpointing.remove(Path(plan.adapt_config.output_dir))
+    if dist.is_main():
+        checkpointing.remove(Path(plan.adapt_config.output_dir))
     return model, {**stats, "init_seconds": init_seconds, "start": start, "adapter": str(adapter_dir),
                    "digest": adapters.file_digest(adapter_dir), "lora_b_norm": adapters.lora_b_norm(model)}

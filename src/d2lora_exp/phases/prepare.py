@@ -7,6 +7,7 @@ a `Plan`, a plain object holding everything the later phases need (rows, TRL con
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -15,7 +16,7 @@ import torch
 from datasets import Dataset
 from omegaconf import DictConfig, OmegaConf
 
-from .. import evaluation, inits, modeling, settings, tracking, training
+from .. import dist, evaluation, inits, modeling, settings, tracking, training
 from ..config import init_label
 from ..data import build as data_build
 from ..data import sources, subsets
@@ -127,10 +128,26 @@ def _calibration_texts(cfg: DictConfig, tokenizer) -> list[str] | None:
     return [p + c for p, c in zip(rows["prompt"], rows["completion"])]
 
 
+STRATEGIES = ("ddp",)  # `fsdp` is planned (issue #16), not built
+
+
+def dist_check(cfg: DictConfig) -> None:
+    """How the processes of a launcher share the work (`dist=...`), and enough GPUs for them, before the model loads."""
+    strategy = cfg.dist.strategy
+    if strategy not in STRATEGIES:
+        raise UserError(f"dist.strategy={strategy!r} is not available yet (FSDP is planned, issue #16): use dist=ddp, "
+                        "which holds a whole copy of the model on every GPU.")
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if dist.active() and resolve_device(cfg.device) == "cuda" and torch.cuda.device_count() < local:
+        raise UserError(f"{local} processes per node need {local} GPUs, {torch.cuda.device_count()} are visible: "
+                        "use --nproc-per-node <visible GPUs> (or device=cpu).")
+
+
 def prepare(cfg: DictConfig, out_dir: Path) -> Plan:
     settings.check(cfg)
     check_writable(Path(cfg.paths.cache_dir), "paths.cache_dir (or D2LORA_CACHE)")
-    wandb_mode = tracking.decide_mode(cfg.wandb)
+    dist_check(cfg)
+    wandb_mode = dist.on_main(tracking.decide_mode, cfg.wandb)  # the main rank's W&B runs are the job's
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.model.dtype, device)
     method = get_method(cfg.method.name)
@@ -138,8 +155,9 @@ def prepare(cfg: DictConfig, out_dir: Path) -> Plan:
     inits.validate(cfg.init, cfg.method)
     requested = check_data_size(cfg.data_size)
     task = get_task(cfg.task)
-    data_build.ensure(cfg.data)
-    model_source = modeling.ensure_available(cfg.model, cfg.paths.cache_dir)
+    # Built by the main rank while the others wait (under a launcher transformers writes a model from rank 0 only).
+    dist.on_main(data_build.ensure, cfg.data)
+    model_source = dist.on_main(modeling.ensure_available, cfg.model, cfg.paths.cache_dir)
     model_config = modeling.load_config(model_source, cfg.model)
     tokenizer = modeling.load_tokenizer(model_source, cfg.model)
     modeling.check_target_modules(model_config, model_source,

@@ -26,7 +26,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
-from .. import provenance, resources, tracking
+from .. import dist, provenance, resources, tracking
 from ..checkpointing import Checkpoint, latest
 from ..errors import UserError
 from ..files import write_json_atomic
@@ -36,7 +36,9 @@ from ..training import RECIPE_ONLY
 log = logging.getLogger(__name__)
 
 # Where results land and how they are logged does not change what a run computes.
-NOT_PART_OF_THE_RESULT = ("paths", "wandb", "sweep_name", "hydra", "gpu_slots")
+# How the processes of a run share their work (`dist`: DDP, later FSDP) changes no number either; how many there are
+# does (the global batch is per_device_train_batch_size x gradient_accumulation_steps x processes): `world_size`.
+NOT_PART_OF_THE_RESULT = ("paths", "wandb", "sweep_name", "hydra", "gpu_slots", "dist")
 LOCK = ".lock"
 HYDRA = ".hydra"  # the Hydra files of the attempt that ran (installed by `install_hydra_files`)
 CHECKPOINTS = "checkpoints"
@@ -59,6 +61,8 @@ def config_hash(cfg: DictConfig) -> str:
         data.pop(key, None)
     for key in RECIPE_ONLY:  # when checkpoints are saved changes no number: a resume may change it
         data.get("train", {}).pop(key, None)
+    if dist.world_size() > 1:  # only then, so that the hashes of one-process runs stay what they were
+        data["world_size"] = dist.world_size()
     return stable_hash(data)
 
 
@@ -185,13 +189,15 @@ class Record:
         self.timings: dict[str, float] = {}
         self.data: dict[str, Any] = {"status": "running"}
         self.provenance: dict[str, Any] = {**provenance.environment(), "model": None, "data": None, "phases": {}}
-        self.update(config_hash=digest, run_name=cfg.run_name, pid=os.getpid(),
+        self.update(config_hash=digest, run_name=cfg.run_name, pid=os.getpid(), world_size=dist.world_size(),
                     cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
                     config=tracking.scrub(OmegaConf.to_container(cfg, resolve=True)), provenance=self.provenance)
 
     def update(self, **values: Any) -> None:
+        """Every rank keeps the record; the main rank alone writes it."""
         self.data.update(values)
-        write_json_atomic(self.path, self.data)
+        if dist.is_main():
+            write_json_atomic(self.path, self.data)
 
     def add_provenance(self, **parts: Any) -> None:
         self.provenance.update(parts)

@@ -20,7 +20,7 @@ import torch
 from datasets import Dataset
 from omegaconf import DictConfig, OmegaConf
 
-from .. import adapters, chat, checkpointing, inits, interrupt, modeling, tracking, training
+from .. import adapters, chat, checkpointing, dist, inits, interrupt, modeling, tracking, training
 from ..build_once import build_once, read_record
 from ..data import sources
 from ..errors import UserError
@@ -94,6 +94,9 @@ def key_material(cfg: DictConfig, model_source: str, dtype_name: str) -> dict[st
                   if k not in training.RECIPE_ONLY},
         "seed": int(cfg.seed),
         "versions": library_versions(),
+        # The global batch is per_device_train_batch_size x processes: keyed only when several, so that the keys of
+        # warm-ups trained by one process stay what they were.
+        **({"world_size": dist.world_size()} if dist.active() else {}),
     }
 
 
@@ -120,8 +123,9 @@ def _train(plan, model, target: Path):
     cfg, warm = plan.cfg, plan.warmup
     log.info("warm-up %s: SFT of fresh LoRA on %d general rows", warm.key, len(warm.rows))
     checkpoints = Path(warm.trl_config.output_dir)
-    # A resumed warm-up logs on into the W&B run of the attempt that wrote the checkpoint.
-    resume = checkpointing.latest(checkpoints, warm.key)
+    # A resumed warm-up logs on into the W&B run of the attempt that wrote the checkpoint. Every rank resumes from
+    # the checkpoint the main rank found.
+    resume = dist.on_main(checkpointing.latest, checkpoints, warm.key)
     id_file = checkpoints / WANDB_ID  # absent when the attempt that wrote the checkpoint had W&B off
     wandb_id = id_file.read_text().strip() if resume is not None and id_file.is_file() else None
     wrun = tracking.start(cfg.wandb, plan.wandb_mode, plan.out_dir / WANDB_DIR, f"warmup-{warm.key[:8]}-s{cfg.seed}",
@@ -142,7 +146,8 @@ def _train(plan, model, target: Path):
         artifact = _log_artifact(plan, wrun, target, stats)
         finished = True
         if initial is not None:
-            shutil.rmtree(initial)
+            if dist.is_main():
+                shutil.rmtree(initial)
             # The base in memory is the residual W - BA: reload the original for what follows.
             model = modeling.load_model(plan.model_source, cfg.model, plan.device, plan.dtype)
         else:
@@ -157,7 +162,8 @@ def _train(plan, model, target: Path):
     record = {"key": warm.key, "material": warm.material, **stats, "rows": len(warm.rows),
               "trained_by": str(plan.out_dir), "wandb_run": {"id": wrun.id, "name": wrun.name} if wrun else None,
               "wandb_artifact": artifact}
-    write_json_atomic(target / RECORD, record)
+    if dist.is_main():
+        write_json_atomic(target / RECORD, record)
     return model
 
 
@@ -178,8 +184,10 @@ def _log_artifact(plan, wrun, target: Path, stats: dict[str, Any]) -> dict[str, 
 def run(plan, model) -> tuple[Any, Path, dict[str, Any]]:
     """(the clean base model, the warm-up adapter dir, what metrics.json records about the warm-up)."""
     target = Path(plan.cfg.paths.cache_dir) / "warmups" / plan.warmup.key
-    built = build_once(target, plan.warmup.key, functools.partial(_train, plan, model))
-    checkpointing.remove(Path(plan.warmup.trl_config.output_dir))
+    # Under a launcher every rank trains it, the main rank holding the cache lock and writing the entry.
+    built = build_once(target, plan.warmup.key, functools.partial(_train, plan, model), together=True)
+    if dist.is_main():
+        checkpointing.remove(Path(plan.warmup.trl_config.output_dir))
     record = read_record(built.path, RECORD)
     summary = {k: record.get(k) for k in ("key", "train_loss", "first_loss", "last_loss", "steps", "rows", "trained_by",
                                            "wandb_run", "wandb_artifact", "tokens", "total_flos")}
