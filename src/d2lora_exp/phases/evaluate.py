@@ -60,18 +60,19 @@ def _engine(plan: Plan, model, name: str, adapter_dir: Path | None) -> harness.E
 
 
 def _evaluate(plan: Plan, model, adapter_dir: Path | None, target: Path) -> None:
-    """This project's own evaluators first: vLLM needs the GPU memory the in-memory model holds."""
-    metrics: dict[str, float] = {}
+    """This project's own evaluators first (vLLM needs the GPU memory the in-memory model holds); metrics are
+    written in the order the evaluators are listed."""
     chosen = engines(plan)
     built: dict[str, harness.Engine] = {}
+    by_evaluator: dict[str, dict[str, float]] = {}
     for evaluator in sorted(plan.evaluators, key=lambda e: chosen[e.name] != "native"):
         name = chosen[evaluator.name]
         if name == "native":
-            metrics.update(evaluator.evaluate(model, plan.tokenizer, target))
+            by_evaluator[evaluator.name] = evaluator.evaluate(model, plan.tokenizer, target)
             continue
         engine = built.setdefault(name, _engine(plan, model, name, adapter_dir))
-        metrics.update(evaluator.evaluate_with(engine, target))
-    write_json_atomic(target / METRICS, metrics)
+        by_evaluator[evaluator.name] = evaluator.evaluate_with(engine, target)
+    write_json_atomic(target / METRICS, {k: v for e in plan.evaluators for k, v in by_evaluator[e.name].items()})
 
 
 def _place(src: Path, dst: Path) -> None:
