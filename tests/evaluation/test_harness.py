@@ -4,6 +4,8 @@ tasks run on local data, and the vLLM engine is configured from the saved adapte
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,6 +86,11 @@ def test_harness_tasks_run_after_a_run_on_local_copies_of_their_data(make_cfg, r
     arc_rows = [r for r in rows if r["task"] == "arc_easy"]
     test_ids = [json.loads(line)["id"] for line in real_data("arc_easy/test.jsonl").read_text().splitlines()[:3]]
     assert len(arc_rows) == 3 and all(len(r["logprobs"]) >= 3 for r in arc_rows) and test_ids
+    run_dir = next((Path(cfg.paths.output_dir) / "wandb").glob("offline-run-*"))
+    inspected = subprocess.run([str(Path(sys.executable).with_name("wandb")), "leet", "inspect", "--summary", "--json",
+                                str(run_dir)], capture_output=True, text=True, check=True).stdout
+    summary = json.loads(inspected)["summary"]
+    assert summary["eval/harness/arc_easy/acc"] == pytest.approx(metrics["harness/arc_easy/acc"])  # W&B has them too
     written = report.write(Path(cfg.paths.output_dir).parent)
     text = (Path(cfg.paths.output_dir).parent / "report.md").read_text()
     assert "## math: harness/arc_easy/acc" in text and "## math: harness/gsm8k/exact_match,strict-match" in text
