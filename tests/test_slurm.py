@@ -128,9 +128,10 @@ def test_a_job_at_its_time_limit_checkpoints_and_is_requeued(slurm_cluster, unin
     # slurmctld checks time limits every 30 s and signals a job once `now + 30 s + signal_delay` passes its end:
     # with a 1-minute limit and a 25 s delay, USR2 comes 5 to 35 s after the start, after submitit's handler is
     # in place (a delay of 30 s or more would signal the job as it starts, killing Python before any handler).
-    # 16 steps of 2.5 s cannot finish in one allocation, so the job is requeued until it is done.
+    # 16 steps of 2.5 s cannot finish in one allocation, so the job is requeued until it is done (up to 30 times: on a
+    # loaded machine an allocation can end before the run reaches its first step, which makes no progress).
     sweep_dir, _ = _sweep(tmp_path, "timeout", 2.5, "train.checkpoint_every=null", "hydra.launcher.timeout_min=1",
-                          "hydra.launcher.signal_delay_s=25", "hydra.launcher.max_num_timeout=10")
+                          "hydra.launcher.signal_delay_s=25", "hydra.launcher.max_num_timeout=30")
     run_dir = sweep_dir / "lora-sft-math-n32-s0"
     attempts = _attempts(run_dir)  # a signal before the run began is submitit's alone: no attempt directory
     assert attempts and all(a["status"] == "interrupted" and a["error"].startswith("SIGUSR2 received; stopped ")
