@@ -149,16 +149,17 @@ def non_embedding_params(plan: Plan) -> int:
 # --- trainers -----------------------------------------------------------------------------------------------------
 
 
-def plain_trl(plan: Plan, model, project_args, out: Path):
+def plain_trl(plan: Plan, model, project_args, out: Path, checkpointing: bool | None = None):
     """TRL's quick start: the model and a LoraConfig (the project's, so the targets are the same), TRL's default
     arguments except what must match the project's run `project_args` (steps, batch, accumulation, max_length, seed,
-    precision), on the project's rows."""
+    precision), on the project's rows. `checkpointing=False` turns off TRL's default activation checkpointing (the
+    `plain_trl+no_checkpointing` baseline: what is left between it and the project is the project's other choices)."""
     method, cfg = plan.cfg.method.name, plan.cfg
     common = dict(output_dir=str(out), max_steps=project_args.max_steps, seed=project_args.seed,
                   per_device_train_batch_size=project_args.per_device_train_batch_size,
                   gradient_accumulation_steps=project_args.gradient_accumulation_steps, max_length=int(cfg.train.max_length),
                   report_to="none", save_strategy="no", use_cpu=project_args.use_cpu, bf16=project_args.bf16,
-                  disable_tqdm=True)
+                  disable_tqdm=True, **({} if checkpointing is None else {"gradient_checkpointing": checkpointing}))
     kwargs = dict(model=model, train_dataset=plan.train_rows, processing_class=plan.tokenizer,
                   peft_config=adapters.lora_config(cfg.lora))
     if method == "sft":
@@ -219,20 +220,22 @@ def project(plan: Plan, model, variant: str, config):
 
 
 def run_one(impl: str, plan: Plan, arch: str, steps: int, warmup: int, out: Path) -> dict[str, Any]:
-    variant = impl.split("+", 1)[1] if "+" in impl else "default"
+    plain = impl.startswith("plain_trl")
+    variant = impl.split("+", 1)[1] if "+" in impl and not plain else "default"
     config = project_config(plan, variant, out, max_steps=steps + warmup)
     model = make_model(plan, arch)
     counter = meters.ForwardCounter(model)
     cuda = torch.cuda.is_available() and plan.device == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    trainer = plain_trl(plan, model, config, out) if impl == "plain_trl" else project(plan, model, variant, config)
+    trainer = (plain_trl(plan, model, config, out, False if impl == "plain_trl+no_checkpointing" else None) if plain
+               else project(plan, model, variant, config))
     built = counter.snapshot()
     for quiet in (PrinterCallback, ProgressCallback):  # the same on both sides: no per-step printing
         trainer.remove_callback(quiet)
     meter = meters.StepMeter(counter)
     meter.attach(trainer)
-    if impl == "plain_trl":
+    if plain:
         trainer.train()
     else:
         training.train(trainer, "adapt", None)
@@ -263,7 +266,8 @@ def bench_train(work: Workload, method: str, args: argparse.Namespace) -> list[d
     that gets busier during the run weighs on every side; ratios are paired within each pass."""
     rows_needed = args.batch * args.accum * (args.steps + args.warmup_steps)
     train = {"per_device_train_batch_size": args.batch, "gradient_accumulation_steps": args.accum}
-    impls = ["plain_trl", "d2lora_exp", *(f"d2lora_exp+{v}" for v in VARIANTS[method] if v in args.variants)]
+    impls = ["plain_trl", *(["plain_trl+no_checkpointing"] if "no_checkpointing" in args.variants else []),
+             "d2lora_exp", *(f"d2lora_exp+{v}" for v in VARIANTS[method] if v in args.variants)]
     base = make_plan(work, method, rows_needed, args, work.root / "train" / method, train)
     runs: dict[str, list[dict[str, Any]]] = {impl: [] for impl in impls}
     for p in range(args.rounds):
@@ -277,6 +281,7 @@ def bench_train(work: Workload, method: str, args: argparse.Namespace) -> list[d
         first = runs[impl][0]
         tokens = statistics.median(r["tokens_per_s"] for r in runs[impl])
         paired = [r["tokens_per_s"] / b["tokens_per_s"] for r, b in zip(runs[impl], runs["plain_trl"])]
+        unckpt = [r["tokens_per_s"] / b["tokens_per_s"] for r, b in zip(runs[impl], runs.get("plain_trl+no_checkpointing", []))]
         value, how = mfu(tokens, n_params, args.device)
         micro_per_epoch = math.ceil(rows_needed / args.batch)
         result = {"arch": work.arch, "method": method, "impl": impl, "batch": args.batch, "accum": args.accum,
@@ -285,6 +290,7 @@ def bench_train(work: Workload, method: str, args: argparse.Namespace) -> list[d
                   "step_s": round(statistics.median(r["step_s"] for r in runs[impl]), 4),
                   "ratio_vs_plain_trl": round(statistics.median(paired), 3),
                   "ratio_range": [round(min(paired), 3), round(max(paired), 3)],
+                  "ratio_vs_plain_trl_no_checkpointing": round(statistics.median(unckpt), 3) if unckpt else None,
                   "padding_share": round(1 - first["tokens_per_s"] / first["positions_per_s"], 4),
                   "stack_forwards_per_micro_batch": first["stack_forwards_per_micro_batch"],
                   "layer0_forwards_per_micro_batch": first["layer0_forwards_per_micro_batch"],
@@ -385,8 +391,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny model, a few steps and rows")
     parser.add_argument("--archs", default=None, help=f"comma-separated, of {sorted(ARCHS)} (CUDA: llama3-8b,llama3-1b; CPU: tiny)")
     parser.add_argument("--methods", default="sft,dpo,orpo")
-    parser.add_argument("--variants", default="group_by_length,padding_free,precompute_ref",
-                        help="project variants timed beside the default (each where its method has it)")
+    parser.add_argument("--variants", default="no_checkpointing,group_by_length,padding_free,precompute_ref",
+                        help="variants timed beside plain TRL and the project: no_checkpointing (of plain TRL), "
+                             "the others of the project (each where its method has it)")
     parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps per run")
     parser.add_argument("--warmup-steps", type=int, default=2, help="untimed steps first")
     parser.add_argument("--rounds", type=int, default=2, help="passes over all sides, alternating order")
@@ -455,9 +462,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def print_train(r: dict[str, Any]) -> None:
     mem = f"{r['peak_mem_gib']} GiB" if r["peak_mem_gib"] is not None else "n/a (CPU)"
+    no_ckpt = r["ratio_vs_plain_trl_no_checkpointing"]
     print(f"{r['arch']:9s} {r['method']:4s} {r['impl']:29s} {r['tokens_per_s']:>11,.0f} tok/s  "
-          f"x{r['ratio_vs_plain_trl']:.2f} vs plain TRL [{r['ratio_range'][0]:.2f}-{r['ratio_range'][1]:.2f}]  "
-          f"pad {100 * r['padding_share']:4.1f}%  fwd/micro-batch {r['stack_forwards_per_micro_batch']:.2f} "
+          f"x{r['ratio_vs_plain_trl']:.2f} vs plain TRL [{r['ratio_range'][0]:.2f}-{r['ratio_range'][1]:.2f}]"
+          + (f" x{no_ckpt:.2f} vs no-ckpt" if no_ckpt else "")
+          + f"  pad {100 * r['padding_share']:4.1f}%  fwd/micro-batch {r['stack_forwards_per_micro_batch']:.2f} "
           f"(amortised {r['stack_forwards_per_micro_batch_amortised']:.2f}, layer0 {r['layer0_forwards_per_micro_batch']:.2f})  "
           f"GC {'on' if r['gradient_checkpointing'] else 'off'}  mem {mem}  MFU {r['mfu'] if r['mfu'] is not None else 'n/a'}")
 

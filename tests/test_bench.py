@@ -35,7 +35,8 @@ def smoke(tmp_path_factory, real_data):
 def test_training_is_compared_like_for_like(smoke):
     results, stdout = smoke
     rows = {(r["method"], r["impl"]): r for r in results["train"]}
-    assert set(rows) == {("sft", "plain_trl"), ("sft", "d2lora_exp"), ("sft", "d2lora_exp+group_by_length"),
+    assert set(rows) == {*((m, "plain_trl+no_checkpointing") for m in ("sft", "dpo", "orpo")),
+                         ("sft", "plain_trl"), ("sft", "d2lora_exp"), ("sft", "d2lora_exp+group_by_length"),
                          ("sft", "d2lora_exp+padding_free"), ("dpo", "plain_trl"), ("dpo", "d2lora_exp"),
                          ("dpo", "d2lora_exp+group_by_length"), ("dpo", "d2lora_exp+precompute_ref"),
                          ("orpo", "plain_trl"), ("orpo", "d2lora_exp"), ("orpo", "d2lora_exp+group_by_length")}
@@ -52,7 +53,9 @@ def test_training_is_compared_like_for_like(smoke):
     assert rows[("sft", "d2lora_exp+padding_free")]["padding_share"] == 0
     # TRL's default checkpoints activations and the project's does not: the first layer runs again in the backward.
     assert rows[("sft", "plain_trl")]["layer0_forwards_per_micro_batch"] == 2
+    assert rows[("sft", "plain_trl+no_checkpointing")]["layer0_forwards_per_micro_batch"] == 1
     assert rows[("sft", "d2lora_exp")]["layer0_forwards_per_micro_batch"] == 1
+    assert rows[("sft", "d2lora_exp")]["ratio_vs_plain_trl_no_checkpointing"] > 0
 
 
 @pytest.mark.e2e
