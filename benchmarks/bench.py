@@ -2,7 +2,7 @@
 
     python benchmarks/bench.py                 # CUDA: 8B and 1B Llama shapes (random weights), the paper's settings
     python benchmarks/bench.py --smoke         # CPU: the tiny model, a few steps (CI keeps it working)
-    python benchmarks/bench.py --archs tiny,world --eval-limit 256      # the CPU figures of RESULTS.md
+    python benchmarks/bench.py --archs tiny,world --threads 1    # the CPU figures of RESULTS.md (about 26 min)
 
 Both sides get the same model (a random-weight Llama of the chosen shape, built from one seed), the same LoRA
 (the project's `lora` config: r=16, alpha=16, dropout 0.05, all linear layers), the same batch and gradient
