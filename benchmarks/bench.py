@@ -49,7 +49,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 import meters
 import workload
-from d2lora_exp import adapters, tiny_model, training
+from d2lora_exp import adapters, modeling, tiny_model, training
 from d2lora_exp.config import config_dir
 from d2lora_exp.phases import adapt, evaluate
 from d2lora_exp.phases.prepare import Plan, prepare
@@ -328,7 +328,6 @@ def bench_padding(work: Workload, args: argparse.Namespace) -> list[dict[str, An
 
 
 def padding_table(plan: Plan, data: str, arch: str | None, impls: tuple[str, ...]) -> list[dict[str, Any]]:
-    from d2lora_exp import modeling
 
     out = []
     method = plan.cfg.method.name
