@@ -328,7 +328,7 @@ def bench_padding(work: Workload, args: argparse.Namespace) -> list[dict[str, An
 
 
 def padding_table(plan: Plan, data: str, arch: str | None, impls: tuple[str, ...]) -> list[dict[str, Any]]:
-
+    """The sides' padding at batch 4 and 16 on the plan's rows; `arch` None loads the plan's own model."""
     out = []
     method = plan.cfg.method.name
     for batch in (4, 16):
