@@ -86,7 +86,7 @@ sweep-miniature-titles: $(STAMP)  ## the miniature world's title grid only
 tune-miniature: $(STAMP)  ## the miniature world's learning-rate search on the validation split (LoRA baseline, n=2000)
 	$(SWEEP) miniature_tune $(ARGS)
 
-bench: $(STAMP)  ## training/eval throughput vs plain TRL (GPU; ARGS=--smoke for the tiny model on CPU)
+bench: $(STAMP)  ## like-for-like speed vs plain TRL + padding/forward/decode counts (GPU; ARGS=--smoke: tiny model on CPU; benchmarks/RESULTS.md)
 	$(VENV)/bin/python benchmarks/bench.py $(ARGS)
 
 # What the GPU image (Python 3.12, torch/transformers/peft/accelerate preinstalled) lacks, as wheels in .whl/

@@ -1,218 +1,491 @@
-"""Training and evaluation throughput of d2lora_exp against plain TRL + PEFT, in one process and run.
+"""d2lora_exp against plain TRL + PEFT, like for like, and the counts that decide speed on any hardware.
 
-    python benchmarks/bench.py                      # CUDA: 8B and 1B Llama architectures, seq 512 and 1024
-    python benchmarks/bench.py --smoke              # CPU: the tiny model, a few steps (CI keeps it working)
+    python benchmarks/bench.py                 # CUDA: 8B and 1B Llama shapes (random weights), the paper's settings
+    python benchmarks/bench.py --smoke         # CPU: the tiny model, a few steps (CI keeps it working)
+    python benchmarks/bench.py --archs tiny,world --threads 1    # the CPU figures of RESULTS.md (about 26 min)
 
-Models have random weights (nothing is downloaded; speed does not depend on the values). For each method
-(SFT, DPO, ORPO, LoRA r=16) it prints tokens/s, step time and peak GPU memory for d2lora_exp's trainer
-path (the recipe's own TRL configs: bf16, SDPA, the config defaults) and for a plain TRL baseline (the
-trainer given the model and a LoraConfig(r=16) with TRL's default arguments), the ratio between them, and
-the model FLOP utilisation taking LoRA training as 4·N FLOPs per token (N = base parameters). Then GSM8K-style
-evaluation throughput: batched greedy generation against one-by-one generation.
+Both sides get the same model (a random-weight Llama of the chosen shape, built from one seed), the same LoRA
+(the project's `lora` config: r=16, alpha=16, dropout 0.05, all linear layers), the same batch and gradient
+accumulation, max_length and rows: the paper preset's math training rows as the project builds them (its task,
+chat template, over-long policy) from a pool whose lengths follow GSM8K (workload.py). Only the project's own
+choices differ: plain TRL is the trainer given the model and that LoraConfig with TRL's default arguments (fp32 on
+CPU, bf16 on CUDA, as the project); the project side runs its adaptation path (start adapter, TRL config from the
+composed Hydra config, callbacks, training.train). Variants of the project add one TRL option each
+(length-grouped batches, padding-free batching, precomputed DPO reference log-probs).
+
+Printed and written (--out): tokens/s (real, non-padding tokens) and its ratio to plain TRL, paired per pass;
+peak CUDA memory and MFU (GPU only); decoder forward passes per micro-batch (DPO: the reference's; gradient
+checkpointing's recomputation shows in the first layer's count); the padding share of training batches at batch 4
+and 16, padded / length-grouped / padding-free, on GSM8K-like and the miniature world's rows; and evaluation through
+the project's evaluation phase with a LoRA adapter attached at the configured batch: seconds, decode slots per reply
+token (a batch decodes until its longest reply ends) and the padding shares of prompts and ARC-Easy scoring.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
+import math
 import os
-import random
-import string
+import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
-from datasets import Dataset
-from omegaconf import OmegaConf
-from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import open_dict
+from transformers import LlamaConfig, LlamaForCausalLM
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from d2lora_exp import adapters, tiny_model
-from d2lora_exp.evaluation import generation
-from d2lora_exp.methods import get_method
+import meters
+import workload
+from d2lora_exp import adapters, modeling, tiny_model, training
+from d2lora_exp.config import config_dir
+from d2lora_exp.phases import adapt, evaluate
+from d2lora_exp.phases.prepare import Plan, prepare
 
-ARCHS = {
-    "llama3-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                      num_key_value_heads=8, vocab_size=128256, max_position_embeddings=8192, rope_theta=500000.0),
+LLAMA3 = dict(num_key_value_heads=8, max_position_embeddings=8192, rope_theta=500000.0, vocab_size=128256)
+ARCHS: dict[str, dict[str, Any]] = {
+    "llama3-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32, **LLAMA3),
     "llama3-1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
-                      num_key_value_heads=8, vocab_size=128256, max_position_embeddings=8192, rope_theta=500000.0,
-                      tie_word_embeddings=True),
-    "tiny": {**tiny_model.ARCHS["tiny"], "vocab_size": 262},
+                      tie_word_embeddings=True, **LLAMA3),
+    # The project's own shapes keep their byte-level vocabulary (vocab_size None: the tokenizer's size).
+    "tiny": {**tiny_model.ARCHS["tiny"], "max_position_embeddings": 8192, "vocab_size": None},
+    "world": {**tiny_model.ARCHS["world"], "max_position_embeddings": 8192, "vocab_size": None},
 }
-PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16
+PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 tensor-core peaks
+METHODS = ("sft", "dpo", "orpo")
+# The project's speed options each method's TRL trainer takes (TRL 1.16): DPO's padding_free is switched off by TRL
+# itself ("temporarily unavailable after a refactor") and ORPOConfig has none.
+VARIANTS = {"sft": ("group_by_length", "padding_free"), "dpo": ("group_by_length", "precompute_ref"),
+            "orpo": ("group_by_length",)}
+NOT_AVAILABLE = {("dpo", "padding_free"): "TRL 1.16 DPOTrainer turns padding_free off (temporarily unavailable)",
+                 ("orpo", "padding_free"): "TRL 1.16 ORPOConfig has no padding_free"}
 
 
-def make_model(arch: str, device: str, dtype: torch.dtype, tokenizer) -> LlamaForCausalLM:
-    config = LlamaConfig(**{**ARCHS[arch], "vocab_size": max(ARCHS[arch]["vocab_size"], len(tokenizer))},
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, attn_implementation="sdpa")
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = LlamaForCausalLM(config).to(dtype)
+@dataclasses.dataclass
+class Workload:
+    root: Path
+    model_dir: Path
+    tokenizer: Any
+    replies: dict[str, int]
+    files: dict[str, Path]
+    arch: str
+
+
+def build_workload(root: Path, arch: str, pool_rows: int, eval_limit: int | None) -> Workload:
+    """The model directory (config and tokenizer: what `prepare` reads; weights are built in memory) and the data."""
+    tokenizer = workload.bench_tokenizer()
+    model_dir = root / f"model-{arch}"
+    shape = {**ARCHS[arch], "vocab_size": ARCHS[arch]["vocab_size"] or len(tokenizer)}
+    LlamaConfig(**shape, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    gsm8k, replies = workload.gsm8k_test_rows(eval_limit)
+    files = {"math_train": workload.write_jsonl(root / "data" / "math_train.jsonl", workload.step_dpo_rows(pool_rows)),
+             "gsm8k_test": workload.write_jsonl(root / "data" / "gsm8k_test.jsonl", gsm8k),
+             "arc_easy_test": workload.write_jsonl(root / "data" / "arc_easy_test.jsonl", workload.arc_rows(eval_limit))}
+    return Workload(root, model_dir, tokenizer, replies, files, arch)
+
+
+def compose_cfg(overrides: list[str]):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def make_plan(work: Workload, method: str, data_size: int, args: argparse.Namespace, out: Path,
+              train: dict[str, Any] | None = None) -> Plan:
+    """The paper preset's run on the bench's model and data, as `python -m d2lora_exp experiment=paper ...` plans it."""
+    cfg = compose_cfg(["experiment=paper", f"method={method}", f"device={args.device}", f"data_size={data_size}",
+                       "wandb.mode=disabled", "eval.evaluators=[task,arc_easy]", *args.override])
+    with open_dict(cfg):
+        cfg.model.name_or_path, cfg.model.gated, cfg.model.attn_implementation = str(work.model_dir), False, args.attn
+        cfg.model.name = f"bench-{work.arch}"
+        for key in ("math_train", "gsm8k_test", "arc_easy_test"):
+            cfg.data[key] = {"path": str(work.files[key])}
+        cfg.paths.cache_dir, cfg.paths.output_dir = str(out / "cache"), str(out)
+        for key, value in (train or {}).items():
+            cfg.train[key] = value
+    out.mkdir(parents=True, exist_ok=True)
+    return prepare(cfg, out)
+
+
+def make_model(plan: Plan, arch: str) -> LlamaForCausalLM:
+    """Random weights from seed 0 on the run's device and dtype: both sides train the very same model."""
+    config = LlamaConfig.from_pretrained(plan.model_source)
+    config._attn_implementation = plan.cfg.model.attn_implementation
+    default = torch.get_default_dtype()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        torch.set_default_dtype(plan.dtype)  # built in bf16 on CUDA: an 8B model never exists in fp32
+        try:
+            with torch.device(plan.device):
+                model = LlamaForCausalLM(config)
+        finally:
+            torch.set_default_dtype(default)
     return model
 
 
-def _text(rng: random.Random, n: int) -> str:
-    return "".join(rng.choice(string.ascii_lowercase + " ") for _ in range(n))
+def non_embedding_params(plan: Plan) -> int:
+    """N in the 4N training FLOPs per token of a frozen base (forward 2N, input gradients 2N): every weight a token
+    passes through, the LM head included, the input embedding (a lookup) not. Counted on the meta device."""
+    with torch.device("meta"):
+        model = LlamaForCausalLM(LlamaConfig.from_pretrained(plan.model_source))
+    embed = model.get_input_embeddings().weight
+    return sum(p.numel() for p in model.parameters() if p is not embed or model.config.tie_word_embeddings)
 
 
-def make_rows(method: str, seq: int, n: int) -> Dataset:
-    """Rows of exactly known byte length: prompt seq/4, answer(s) filling the rest (one token per byte)."""
-    rng = random.Random(0)
-    p = seq // 4
-    if method == "sft":
-        return Dataset.from_dict({"prompt": [_text(rng, p) for _ in range(n)],
-                                  "completion": [_text(rng, seq - p - 2) for _ in range(n)]})
-    return Dataset.from_dict({"prompt": [_text(rng, p) for _ in range(n)],
-                              "chosen": [_text(rng, seq - p - 2) for _ in range(n)],
-                              "rejected": [_text(rng, seq - p - 2) for _ in range(n)]})
+# --- trainers -----------------------------------------------------------------------------------------------------
 
 
-class StepTimer(TrainerCallback):
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        self.times.append(time.perf_counter())
-
-
-def _plain_trl_trainer(method: str, model, tokenizer, rows, out: str, steps: int, batch: int, seq: int):
-    """TRL's documented quick start: model + LoraConfig(r=16), default arguments except steps/batch/length."""
-    from peft import LoraConfig
-
-    peft_config = LoraConfig(r=16, lora_alpha=16, task_type="CAUSAL_LM")
-    common = dict(output_dir=out, max_steps=steps, per_device_train_batch_size=batch, max_length=seq,
-                  report_to="none", save_strategy="no", use_cpu=not torch.cuda.is_available())
+def plain_trl(plan: Plan, model, project_args, out: Path, checkpointing: bool | None = None):
+    """TRL's quick start: the model and a LoraConfig (the project's, so the targets are the same), TRL's default
+    arguments except what must match the project's run `project_args` (steps, batch, accumulation, max_length, seed,
+    precision), on the project's rows. `checkpointing=False` turns off TRL's default activation checkpointing (the
+    `plain_trl+no_checkpointing` baseline: what is left between it and the project is the project's other choices)."""
+    method, cfg = plan.cfg.method.name, plan.cfg
+    common = dict(output_dir=str(out), max_steps=project_args.max_steps, seed=project_args.seed,
+                  per_device_train_batch_size=project_args.per_device_train_batch_size,
+                  gradient_accumulation_steps=project_args.gradient_accumulation_steps, max_length=int(cfg.train.max_length),
+                  report_to="none", save_strategy="no", use_cpu=project_args.use_cpu, bf16=project_args.bf16,
+                  disable_tqdm=True, **({} if checkpointing is None else {"gradient_checkpointing": checkpointing}))
+    kwargs = dict(model=model, train_dataset=plan.train_rows, processing_class=plan.tokenizer,
+                  peft_config=adapters.lora_config(cfg.lora))
     if method == "sft":
         from trl import SFTConfig, SFTTrainer
 
-        return SFTTrainer(model=model, args=SFTConfig(**common), train_dataset=rows, processing_class=tokenizer,
-                          peft_config=peft_config)
+        return SFTTrainer(args=SFTConfig(**common), **kwargs)
     if method == "dpo":
         from trl import DPOConfig, DPOTrainer
 
-        return DPOTrainer(model=model, args=DPOConfig(**common), train_dataset=rows, processing_class=tokenizer,
-                          peft_config=peft_config)
+        return DPOTrainer(args=DPOConfig(**common), **kwargs)
     from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-    return ORPOTrainer(model=model, args=ORPOConfig(**common), train_dataset=rows, processing_class=tokenizer,
-                       peft_config=peft_config)
+    return ORPOTrainer(args=ORPOConfig(**common), **kwargs)
 
 
-def _ours_trainer(method: str, model, tokenizer, rows, out: str, steps: int, batch: int, seq: int, dtype):
-    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "method" / f"{method}.yaml")
-    lora = OmegaConf.create({"r": 16, "alpha": 16, "dropout": 0.05, "target_modules": "all-linear"})
-    peft_model = adapters.fresh(model, lora, seed=0)
-    module = get_method(method)
-    args = dict(output_dir=out, max_steps=steps, per_device_train_batch_size=batch, max_length=seq, report_to="none",
-                save_strategy="no", learning_rate=float(cfg.learning_rate), bf16=dtype == torch.bfloat16,
-                use_cpu=not torch.cuda.is_available(), logging_steps=10**6, **OmegaConf.to_container(cfg.args))
-    return module.build_trainer(peft_model, tokenizer, rows, module.make_config(args, cfg), cfg, [])
+def variant_args(method: str, variant: str) -> dict[str, Any]:
+    """The TRL arguments a variant adds to the project's configured run (what a user would put in method.args)."""
+    if variant == "group_by_length":
+        # Without input_ids in the rows (DPO, ORPO) the sampler reads a `length` column, which only survives the
+        # Trainer's unused-column removal when that is off; TRL's collators ignore the extra columns.
+        return {"train_sampling_strategy": "group_by_length", **({} if method == "sft" else {"remove_unused_columns": False})}
+    if variant == "padding_free":
+        # TRL refuses max_length with padding_free (it cannot cut a flattened batch); the project has already
+        # enforced max_length on the rows (train.overlong), so nothing longer reaches TRL.
+        return {"padding_free": True, "max_length": None}
+    if variant == "precompute_ref":
+        return {"precompute_ref_log_probs": True}
+    if variant == "default":
+        return {}
+    raise ValueError(f"unknown variant {variant!r}")
 
 
-def bench_train(impl: str, method: str, arch: str, seq: int, steps: int, warmup: int, batch: int, device: str,
-                dtype: torch.dtype, tokenizer) -> dict:
-    model = make_model(arch, device, dtype, tokenizer)
-    n_params = sum(p.numel() for p in model.parameters())
-    rows = make_rows(method, seq, batch * (steps + warmup))
-    out = f"/tmp/d2lora_bench_{impl}_{method}"
-    build = _ours_trainer if impl == "d2lora_exp" else _plain_trl_trainer
-    trainer = build(method, model, tokenizer, rows, out, steps + warmup, batch, seq,
-                    *([dtype] if impl == "d2lora_exp" else []))
-    timer = StepTimer()
-    trainer.add_callback(timer)
-    if torch.cuda.is_available():
+def variant_rows(plan: Plan, variant: str):
+    """The plan's rows; for length grouping of preference rows, with the `length` the sampler groups by: prompt +
+    longer answer, the width a pair is padded to (the project's own count, training.token_lengths)."""
+    rows = plan.train_rows
+    if variant == "group_by_length" and plan.cfg.method.name != "sft":
+        prompts, answers = training.token_lengths(rows, plan.tokenizer)
+        rows = rows.add_column("length", [p + a for p, a in zip(prompts, answers)])
+    return rows
+
+
+def project_config(plan: Plan, variant: str, out: Path, **changes: Any):
+    """The plan's TRL config (what `prepare` built from the composed config) with the variant's arguments."""
+    return dataclasses.replace(plan.adapt_config, output_dir=str(out), disable_tqdm=True,
+                               **variant_args(plan.cfg.method.name, variant), **changes)
+
+
+def project(plan: Plan, model, variant: str, config):
+    """The adaptation phase's trainer (phases/adapt.py): start adapter, configured TRL trainer, the recipe's callbacks."""
+    peft_model, _ = adapt.start_adapter(plan, model, None)
+    callbacks = training.callbacks("adapt", None, plan.cfg.train, key="bench")
+    return plan.method.build_trainer(peft_model, plan.tokenizer, variant_rows(plan, variant), config, plan.cfg.method,
+                                     callbacks)
+
+
+# --- training throughput --------------------------------------------------------------------------------------------
+
+
+def run_one(impl: str, plan: Plan, arch: str, steps: int, warmup: int, out: Path) -> dict[str, Any]:
+    plain = impl.startswith("plain_trl")
+    variant = impl.split("+", 1)[1] if "+" in impl and not plain else "default"
+    config = project_config(plan, variant, out, max_steps=steps + warmup)
+    model = make_model(plan, arch)
+    counter = meters.ForwardCounter(model)
+    cuda = torch.cuda.is_available() and plan.device == "cuda"
+    if cuda:
         torch.cuda.reset_peak_memory_stats()
-    trainer.train()
-    timed = timer.times[warmup - 1 :] if warmup else [timer.times[0]] + timer.times
-    step_s = (timed[-1] - timed[0]) / max(1, len(timed) - 1)
-    seqs_per_step = batch * (1 if method == "sft" else 2)
-    tokens_s = seqs_per_step * seq / step_s
-    result = {"impl": impl, "method": method, "arch": arch, "seq": seq, "batch": batch, "params": n_params,
-              "step_s": round(step_s, 4), "tokens_per_s": round(tokens_s, 1),
-              "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None}
-    peak = next((v for k, v in PEAK_TFLOPS.items() if torch.cuda.is_available() and k in torch.cuda.get_device_name()), None)
-    result["mfu"] = round(tokens_s * 4 * n_params / (peak * 1e12), 4) if peak else None
+    trainer = (plain_trl(plan, model, config, out, False if impl == "plain_trl+no_checkpointing" else None) if plain
+               else project(plan, model, variant, config))
+    built = counter.snapshot()
+    for quiet in (PrinterCallback, ProgressCallback):  # the same on both sides: no per-step printing
+        trainer.remove_callback(quiet)
+    meter = meters.StepMeter(counter)
+    meter.attach(trainer)
+    if plain:
+        trainer.train()
+    else:
+        training.train(trainer, "adapt", None)
+    result = {"impl": impl, **{k: round(v, 4) for k, v in meter.measured(warmup).items()},
+              "build_stack_forwards": built["stack_calls"], "lora_targets": meters.lora_targets(trainer.model),
+              "gradient_checkpointing": bool(trainer.args.gradient_checkpointing),
+              "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None}
+    counter.remove()
     del trainer, model
     gc.collect()
-    if torch.cuda.is_available():
+    if cuda:
         torch.cuda.empty_cache()
     return result
 
 
-def bench_eval(arch: str, device: str, dtype: torch.dtype, tokenizer, questions: int, single: int,
-               max_new_tokens: int, batch: int) -> dict:
-    model = make_model(arch, device, dtype, tokenizer)
-    model.generation_config.eos_token_id = None  # random weights: always generate max_new_tokens (worst case)
-    rng = random.Random(0)
-    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": _text(rng, rng.randint(150, 400))}],
-                                             tokenize=False, add_generation_prompt=True) for _ in range(questions)]
-    t = time.perf_counter()
-    generation.generate(model, tokenizer, prompts, batch, max_new_tokens, "bench batched")
-    batched_s = time.perf_counter() - t
-    t = time.perf_counter()
-    for p in prompts[:single]:
-        generation.generate(model, tokenizer, [p], 1, max_new_tokens, "bench single")
-    single_s = (time.perf_counter() - t) / single * questions
-    del model
-    gc.collect()
-    return {"arch": arch, "questions": questions, "max_new_tokens": max_new_tokens, "batch": batch,
-            "batched_s": round(batched_s, 2), "questions_per_s": round(questions / batched_s, 2),
-            "one_by_one_s_extrapolated": round(single_s, 2), "speedup": round(single_s / batched_s, 2)}
+def mfu(tokens_per_s: float, n_params: int, device: str) -> tuple[float | None, str]:
+    if device != "cuda":
+        return None, "n/a on CPU: no meaningful peak FLOP/s to divide by (shared cores)"
+    name = torch.cuda.get_device_name()
+    peak = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+    if peak is None:
+        return None, f"n/a: no bf16 peak known for {name} (PEAK_TFLOPS)"
+    return round(tokens_per_s * 4 * n_params / (peak * 1e12), 4), f"4N FLOPs/token, {peak:.0f} TFLOP/s peak"
 
 
-def main(argv: list[str] | None = None) -> dict:
+def bench_train(work: Workload, method: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Plain TRL, the project and its variants, in alternating order (forward, then reversed, ...), so a machine
+    that gets busier during the run weighs on every side; ratios are paired within each pass."""
+    rows_needed = args.batch * args.accum * (args.steps + args.warmup_steps)
+    train = {"per_device_train_batch_size": args.batch, "gradient_accumulation_steps": args.accum}
+    impls = ["plain_trl", *(["plain_trl+no_checkpointing"] if "no_checkpointing" in args.variants else []),
+             "d2lora_exp", *(f"d2lora_exp+{v}" for v in VARIANTS[method] if v in args.variants)]
+    base = make_plan(work, method, rows_needed, args, work.root / "train" / method, train)
+    runs: dict[str, list[dict[str, Any]]] = {impl: [] for impl in impls}
+    for p in range(args.rounds):
+        for impl in impls if p % 2 == 0 else impls[::-1]:
+            out = work.root / "train" / method / impl / f"pass{p}"
+            runs[impl].append(run_one(impl, base, work.arch, args.steps, args.warmup_steps, out))
+    n_params = non_embedding_params(base)
+    epochs = float(base.cfg.method.num_train_epochs)
+    results = []
+    for impl in impls:
+        first = runs[impl][0]
+        tokens = statistics.median(r["tokens_per_s"] for r in runs[impl])
+        paired = [r["tokens_per_s"] / b["tokens_per_s"] for r, b in zip(runs[impl], runs["plain_trl"])]
+        unckpt = [r["tokens_per_s"] / b["tokens_per_s"] for r, b in zip(runs[impl], runs.get("plain_trl+no_checkpointing", []))]
+        value, how = mfu(tokens, n_params, args.device)
+        micro_per_epoch = math.ceil(rows_needed / args.batch)
+        result = {"arch": work.arch, "method": method, "impl": impl, "batch": args.batch, "accum": args.accum,
+                  "passes": args.rounds, "tokens_per_s": round(tokens, 1),
+                  "tokens_per_s_runs": [r["tokens_per_s"] for r in runs[impl]],
+                  "step_s": round(statistics.median(r["step_s"] for r in runs[impl]), 4),
+                  "ratio_vs_plain_trl": round(statistics.median(paired), 3),
+                  "ratio_range": [round(min(paired), 3), round(max(paired), 3)],
+                  "ratio_vs_plain_trl_no_checkpointing": round(statistics.median(unckpt), 3) if unckpt else None,
+                  "padding_share": round(1 - first["tokens_per_s"] / first["positions_per_s"], 4),
+                  "stack_forwards_per_micro_batch": first["stack_forwards_per_micro_batch"],
+                  "layer0_forwards_per_micro_batch": first["layer0_forwards_per_micro_batch"],
+                  "rows_per_stack_forward": first["rows_per_stack_forward"],
+                  "precompute_stack_forwards": first["build_stack_forwards"],
+                  # One epoch of the timed rows, `epochs` times (the configured run): the precompute pass is paid once.
+                  "stack_forwards_per_micro_batch_amortised": round(first["stack_forwards_per_micro_batch"]
+                                                                    + first["build_stack_forwards"] / (epochs * micro_per_epoch), 3),
+                  "gradient_checkpointing": first["gradient_checkpointing"], "lora_targets": first["lora_targets"],
+                  "peak_mem_gib": max((r["peak_mem_gib"] for r in runs[impl] if r["peak_mem_gib"] is not None), default=None),
+                  "mfu": value, "mfu_basis": how, "n_params": n_params, "epochs_configured": epochs}
+        results.append(result)
+    return results
+
+
+# --- padding ----------------------------------------------------------------------------------------------------------
+
+
+def bench_padding(work: Workload, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One epoch of each trainer's batches (its sampler and collator; nothing runs through the model): plain TRL's
+    padded batches and the project's, length-grouped and padding-free, at batch 4 and 16, on GSM8K-like rows."""
+    out = []
+    for method in args.methods:
+        plan = make_plan(work, method, args.padding_rows, args, work.root / "padding" / method)
+        out += padding_table(plan, "gsm8k-like", work.arch,
+                             ("plain_trl", "d2lora_exp", "d2lora_exp+group_by_length", "d2lora_exp+padding_free"))
+    for method in ("sft", "dpo"):  # the miniature world's own rows (its model and byte-level tokenizer)
+        cfg = compose_cfg(["experiment=miniature", f"method={method}", f"data_size={args.padding_rows}", "device=cpu",
+                           "wandb.mode=disabled"])
+        where = work.root / "padding" / f"miniature-{method}"
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(where)
+        out += padding_table(prepare(cfg, where), "miniature", None, ("d2lora_exp", "d2lora_exp+group_by_length"))
+    return out
+
+
+def padding_table(plan: Plan, data: str, arch: str | None, impls: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The sides' padding at batch 4 and 16 on the plan's rows; `arch` None loads the plan's own model."""
+    out = []
+    method = plan.cfg.method.name
+    for batch in (4, 16):
+        for impl in impls:
+            variant = impl.split("+", 1)[1] if "+" in impl else "default"
+            base = {"data": data, "method": method, "batch": batch, "impl": impl}
+            if (method, variant) in NOT_AVAILABLE:
+                out.append({**base, "share": None, "reason": NOT_AVAILABLE[(method, variant)]})
+                continue
+            config = project_config(plan, variant, plan.out_dir / f"{batch}-{impl}", per_device_train_batch_size=batch,
+                                    gradient_accumulation_steps=1)
+            model = (make_model(plan, arch) if arch else
+                     modeling.load_model(plan.model_source, plan.cfg.model, plan.device, plan.dtype))
+            trainer = plain_trl(plan, model, config, plan.out_dir) if impl == "plain_trl" else project(plan, model, variant, config)
+            out.append({**base, **meters.padding(trainer)})
+            del trainer, model
+    return out
+
+
+# --- evaluation -------------------------------------------------------------------------------------------------------
+
+
+def bench_eval(work: Workload, args: argparse.Namespace) -> dict[str, Any]:
+    """The project's evaluation phase (phases/evaluate.run) on the model with a LoRA adapter attached, at the
+    configured eval batch, one evaluator at a time (each timed): GSM8K generation with replies as long as the
+    reference solutions (workload.ReplyLengths), ARC-Easy log-likelihood scoring."""
+    plan = make_plan(work, "sft", 0, args, work.root / "eval")
+    model = adapters.fresh(make_model(plan, work.arch), plan.cfg.lora, seed=0)
+    result: dict[str, Any] = {"arch": work.arch, "batch": int(plan.cfg.eval.batch_size),
+                              "max_new_tokens": int(plan.cfg.eval.max_new_tokens), "engine": str(plan.cfg.eval.engine),
+                              "adapter": meters.lora_targets(model)}
+    for evaluator in plan.evaluators:
+        replies = workload.ReplyLengths(plan.tokenizer, work.replies)
+        counter = meters.ForwardCounter(model)
+        handle = replies.attach(model)
+        start = time.perf_counter()
+        metrics, record = evaluate.run(dataclasses.replace(plan, evaluators=[evaluator]), model)
+        seconds = time.perf_counter() - start
+        handle.remove()
+        counter.remove()
+        if record is None or record["reused"]:
+            raise RuntimeError(f"evaluation of {evaluator.name} was not computed: {record}")
+        rows = len(evaluator.rows)
+        entry = {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds, 2),
+                 "engine": record["engines"][evaluator.name]}
+        if evaluator.name == "gsm8k":
+            entry.update(replies.summary())
+        else:
+            entry["scoring_padding_share"] = round(1 - counter.scored_real / counter.scored_positions, 4)
+        result[evaluator.name] = entry
+    return result
+
+
+# --- main -------------------------------------------------------------------------------------------------------------
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="CPU, tiny model, a few steps")
-    parser.add_argument("--archs", default="llama3-8b,llama3-1b")
-    parser.add_argument("--seqs", default="512,1024")
+    parser.add_argument("--smoke", action="store_true", help="CPU, tiny model, a few steps and rows")
+    parser.add_argument("--archs", default=None, help=f"comma-separated, of {sorted(ARCHS)} (CUDA: llama3-8b,llama3-1b; CPU: tiny)")
     parser.add_argument("--methods", default="sft,dpo,orpo")
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--warmup-steps", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--eval-questions", type=int, default=1319)
-    parser.add_argument("--eval-single", type=int, default=8, help="questions generated one by one (extrapolated)")
-    parser.add_argument("--eval-batch", type=int, default=128)
-    parser.add_argument("--max-new-tokens", type=int, default=512)
+    parser.add_argument("--variants", default="no_checkpointing,group_by_length,padding_free,precompute_ref",
+                        help="variants timed beside plain TRL and the project: no_checkpointing (of plain TRL), "
+                             "the others of the project (each where its method has it)")
+    parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps per run")
+    parser.add_argument("--warmup-steps", type=int, default=2, help="untimed steps first")
+    parser.add_argument("--rounds", type=int, default=2, help="passes over all sides, alternating order")
+    parser.add_argument("--batch", type=int, default=None, help="micro-batch (default: the paper preset's, 4)")
+    parser.add_argument("--accum", type=int, default=None, help="gradient accumulation (default: the paper preset's, 4)")
+    parser.add_argument("--pool-rows", type=int, default=2000, help="rows of the GSM8K-like training pool")
+    parser.add_argument("--padding-rows", type=int, default=2000, help="rows per padding measurement (one epoch)")
+    parser.add_argument("--eval-limit", type=int, default=None, help="GSM8K / ARC-Easy rows (default: all)")
+    parser.add_argument("--attn", default="sdpa", help="attention implementation of the model (both sides)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--skip", default="", help="comma-separated sections to skip: train,padding,eval")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument("override", nargs="*", help="config overrides for the project's run, e.g. eval.engine=hf")
     args = parser.parse_args(argv)
+    args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    cfg = compose_cfg(["experiment=paper"])
+    args.batch = args.batch or int(cfg.train.per_device_train_batch_size)
+    args.accum = args.accum or int(cfg.train.gradient_accumulation_steps)
     if args.smoke:
-        args.archs, args.seqs, args.steps, args.warmup_steps, args.batch = "tiny", "128", 2, 1, 2
-        args.eval_questions, args.eval_single, args.eval_batch, args.max_new_tokens = 8, 2, 8, 16
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    tokenizer = tiny_model.build_tokenizer()
-    env = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "torch": torch.__version__,
-           "dtype": str(dtype), "python": sys.version.split()[0]}
+        args.archs, args.steps, args.warmup_steps, args.rounds, args.batch, args.accum = "tiny", 2, 1, 1, 2, 2
+        args.pool_rows, args.padding_rows, args.eval_limit = 64, 48, 8
+        args.override = ["eval.batch_size=4", "eval.max_new_tokens=256", *args.override]
+    args.archs = (args.archs or ("llama3-8b,llama3-1b" if args.device == "cuda" else "tiny")).split(",")
+    args.methods = args.methods.split(",")
+    args.variants = [v for v in args.variants.split(",") if v]
+    args.skip = {s for s in args.skip.split(",") if s}
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    env = {"device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu", "torch": torch.__version__,
+           "threads": torch.get_num_threads(), "python": sys.version.split()[0], "load_start": os.getloadavg()[0]}
     for lib in ("transformers", "peft", "trl"):
         env[lib] = __import__(lib).__version__
     print(json.dumps(env))
-    results = {"env": env, "train": [], "eval": []}
-    for arch in args.archs.split(","):
-        for seq in map(int, args.seqs.split(",")):
-            for method in args.methods.split(","):
-                pair = {impl: bench_train(impl, method, arch, seq, args.steps, args.warmup_steps, args.batch, device,
-                                          dtype, tokenizer) for impl in ("plain_trl", "d2lora_exp")}
-                ratio = pair["d2lora_exp"]["tokens_per_s"] / pair["plain_trl"]["tokens_per_s"]
-                for r in pair.values():
-                    results["train"].append({**r, "ratio_vs_plain_trl": round(ratio, 3)})
-                    print(f"{arch:10s} seq {seq:5d} {method:5s} {r['impl']:11s} {r['tokens_per_s']:>10,.0f} tok/s "
-                          f"{r['step_s']:.3f} s/step  peak {r['peak_mem_gib']} GiB  MFU {r['mfu']}")
-                print(f"{arch:10s} seq {seq:5d} {method:5s} d2lora_exp / plain TRL = {ratio:.2f}x")
-        ev = bench_eval(arch, device, dtype, tokenizer, args.eval_questions, args.eval_single, args.max_new_tokens,
-                        args.eval_batch)
-        results["eval"].append(ev)
-        print(f"{arch:10s} eval: {ev['questions']} questions x {ev['max_new_tokens']} new tokens in {ev['batched_s']} s "
-              f"({ev['questions_per_s']} q/s); one by one ~{ev['one_by_one_s_extrapolated']} s; {ev['speedup']}x")
+    results: dict[str, Any] = {"env": env, "args": {k: v if not isinstance(v, (Path, set)) else str(v)
+                                                    for k, v in vars(args).items()},
+                               "train": [], "padding": [], "eval": []}
+    with tempfile.TemporaryDirectory(prefix="d2lora_bench_") as tmp:
+        for arch in args.archs:
+            work = build_workload(Path(tmp) / arch, arch, args.pool_rows, args.eval_limit)
+            if "train" not in args.skip:
+                for method in args.methods:
+                    for r in bench_train(work, method, args):
+                        results["train"].append(r)
+                        print_train(r)
+                print(f"MFU: {results['train'][-1]['mfu_basis']}; tok/s counts real (non-padding) tokens; "
+                      "fwd = decoder passes, layer0 = first layer's attention passes (checkpointing recomputes)")
+            if "eval" not in args.skip:
+                ev = bench_eval(work, args)
+                results["eval"].append(ev)
+                print_eval(ev)
+        if "padding" not in args.skip:
+            work = build_workload(Path(tmp) / "padding", "tiny", args.pool_rows, args.eval_limit)
+            results["padding"] = bench_padding(work, args)
+            print_padding(results["padding"])
+    env["load_end"] = os.getloadavg()[0]
+    print(f"load average (1 min): {env['load_start']:.2f} at start, {env['load_end']:.2f} at end")
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
     return results
+
+
+def print_train(r: dict[str, Any]) -> None:
+    mem = f"{r['peak_mem_gib']} GiB" if r["peak_mem_gib"] is not None else "n/a (CPU)"
+    no_ckpt = r["ratio_vs_plain_trl_no_checkpointing"]
+    print(f"{r['arch']:9s} {r['method']:4s} {r['impl']:29s} {r['tokens_per_s']:>11,.0f} tok/s  "
+          f"x{r['ratio_vs_plain_trl']:.2f} vs plain TRL [{r['ratio_range'][0]:.2f}-{r['ratio_range'][1]:.2f}]"
+          + (f" x{no_ckpt:.2f} vs no-ckpt" if no_ckpt else "")
+          + f"  pad {100 * r['padding_share']:4.1f}%  fwd/micro-batch {r['stack_forwards_per_micro_batch']:.2f} "
+          f"(amortised {r['stack_forwards_per_micro_batch_amortised']:.2f}, layer0 {r['layer0_forwards_per_micro_batch']:.2f})  "
+          f"GC {'on' if r['gradient_checkpointing'] else 'off'}  mem {mem}  MFU {r['mfu'] if r['mfu'] is not None else 'n/a'}")
+
+
+def print_padding(rows: list[dict[str, Any]]) -> None:
+    print("padding share of computed training positions (goal <= 5%):")
+    for r in rows:
+        share = f"{100 * r['share']:5.1f}%" if r.get("share") is not None else f"  n/a ({r['reason']})"
+        print(f"  {r['data']:10s} {r['method']:4s} batch {r['batch']:2d} {r['impl']:27s} {share}")
+
+
+def print_eval(ev: dict[str, Any]) -> None:
+    g = ev.get("gsm8k", {})
+    print(f"{ev['arch']:9s} eval (adapter {len(ev['adapter'])} targets, batch {ev['batch']}, max_new_tokens "
+          f"{ev['max_new_tokens']}, engine {g.get('engine')}): GSM8K {g.get('rows')} rows in {g.get('seconds')} s, "
+          f"{g.get('slots_per_reply_token')} decode slots per reply token, prompt padding "
+          f"{g.get('prompt_padding_share')}")
+    if "arc_easy" in ev:
+        a = ev["arc_easy"]
+        print(f"{ev['arch']:9s} eval: ARC-Easy {a['rows']} rows in {a['seconds']} s, scoring padding {a['scoring_padding_share']}")
 
 
 if __name__ == "__main__":
