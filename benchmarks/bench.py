@@ -377,7 +377,9 @@ def bench_eval(work: Workload, args: argparse.Namespace) -> dict[str, Any]:
         if evaluator.name == "gsm8k":
             entry.update(replies.summary())
         else:
-            entry["scoring_padding_share"] = round(1 - counter.scored_real / counter.scored_positions, 4)
+            # The harness's hf engine scores right-padded batches without an attention mask: no padding to count.
+            entry["scoring_padding_share"] = (round(1 - counter.scored_real / counter.scored_positions, 4)
+                                              if counter.scored_positions else None)
         result[evaluator.name] = entry
     return result
 

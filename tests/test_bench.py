@@ -98,7 +98,8 @@ def test_evaluation_runs_the_project_path_with_an_adapter(smoke):
     assert gsm8k["rows"] == 8 and gsm8k["batches"] == 2 and gsm8k["rows_per_s"] > 0
     assert gsm8k["slots_per_reply_token"] >= 1 and gsm8k["decode_slots"] >= gsm8k["reply_tokens"] > 0
     assert 0 <= gsm8k["prompt_padding_share"] < 1
-    assert arc["rows"] == 8 and 0 <= arc["scoring_padding_share"] < 1
+    # None under the harness engine, which scores without an attention mask (benchmarks/RESULTS.md).
+    assert arc["rows"] == 8 and arc["engine"] == "hf" and arc["scoring_padding_share"] is None
 
 
 def test_reply_lengths_counts_what_batched_decoding_computes():
