@@ -108,27 +108,24 @@ def barrier() -> None:
         dist.barrier(group=_State.control)
 
 
-def all_max(values: list[int]) -> list[int]:
-    """Element-wise maximum over the ranks (any rank's flag, the agreed signal number)."""
+def _all_reduce(values: list[int], op: str) -> list[int]:
     if _State.control is None:
         return list(values)
     import torch
     import torch.distributed as dist
 
     tensor = torch.tensor(values, dtype=torch.int64)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=_State.control)
+    dist.all_reduce(tensor, op=getattr(dist.ReduceOp, op), group=_State.control)
     return tensor.tolist()
+
+
+def all_max(values: list[int]) -> list[int]:
+    """Element-wise maximum over the ranks (any rank's flag, the agreed signal number)."""
+    return _all_reduce(values, "MAX")
 
 
 def all_sum(values: list[int]) -> list[int]:
-    if _State.control is None:
-        return list(values)
-    import torch
-    import torch.distributed as dist
-
-    tensor = torch.tensor(values, dtype=torch.int64)
-    dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=_State.control)
-    return tensor.tolist()
+    return _all_reduce(values, "SUM")
 
 
 def all_gather(value: T) -> list[T]:
