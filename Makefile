@@ -8,7 +8,8 @@ SWEEP_DIR ?= outputs/sweeps/paper-math
 
 .PHONY: help install demo test test-unit test-e2e test-sweep lint data tiny-model clean report bench wheels \
 	sweep-learning-curves sweep-exp1 sweep-exp2-math sweep-exp2-titles sweep-forgetting sweep-low-data \
-	sweep-inits sweep-miniature sweep-miniature-math sweep-miniature-titles tune-miniature
+	sweep-inits sweep-miniature sweep-miniature-math sweep-miniature-titles tune-miniature \
+	sweep-warmup-ablation
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-24s %s\n", $$1, $$2}'
@@ -25,7 +26,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
-demo: $(STAMP)  ## the embedded default (the miniature world, CPU, ~2 min): D2LoRA + SFT on 2,000 math rows
+demo: $(STAMP)  ## the embedded default (the miniature world, CPU, ~3.5 min): D2LoRA + SFT on 2,000 math rows
 	$(VENV)/bin/python -m d2lora_exp init=d2lora method=sft $(ARGS)
 
 test: $(STAMP)  ## the whole test suite, all three tiers, two workers (README: measured time on 2 CPU cores)
@@ -85,6 +86,11 @@ sweep-miniature-titles: $(STAMP)  ## the miniature world's title grid only
 
 tune-miniature: $(STAMP)  ## the miniature world's learning-rate search on the validation split (LoRA baseline, n=2000)
 	$(SWEEP) miniature_tune $(ARGS)
+
+# The LoRA baseline first (the warm-up axes pinned after ARGS: a LoRA run does not use them), then the warm-up grid.
+sweep-warmup-ablation: $(STAMP)  ## warm-up ablation (miniature): D2LoRA x warm-up size x warm-up lr vs LoRA, SFT, 3 seeds
+	$(SWEEP) miniature_warmup_ablation $(ARGS) init=lora warmup.size=null warmup.learning_rate=2.0e-3
+	$(SWEEP) miniature_warmup_ablation $(ARGS)
 
 bench: $(STAMP)  ## like-for-like speed vs plain TRL + padding/forward/decode counts (GPU; ARGS=--smoke: tiny model on CPU; benchmarks/RESULTS.md)
 	$(VENV)/bin/python benchmarks/bench.py $(ARGS)

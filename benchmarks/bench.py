@@ -11,7 +11,7 @@ chat template, over-long policy) from a pool whose lengths follow GSM8K (workloa
 choices differ: plain TRL is the trainer given the model and that LoraConfig with TRL's default arguments (fp32 on
 CPU, bf16 on CUDA, as the project); the project side runs its adaptation path (start adapter, TRL config from the
 composed Hydra config, callbacks, training.train). Variants of the project add one TRL option each
-(length-grouped batches, padding-free batching, precomputed DPO reference log-probs).
+(length-grouped batches, padding-free batching, a DPO reference pass at every step instead of precomputed log-probs).
 
 Printed and written (--out): tokens/s (real, non-padding tokens) and its ratio to plain TRL, paired per pass;
 peak CUDA memory and MFU (GPU only); decoder forward passes per micro-batch (DPO: the reference's; gradient
@@ -66,8 +66,9 @@ ARCHS: dict[str, dict[str, Any]] = {
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 tensor-core peaks
 METHODS = ("sft", "dpo", "orpo")
 # The project's speed options each method's TRL trainer takes (TRL 1.16): DPO's padding_free is switched off by TRL
-# itself ("temporarily unavailable after a refactor") and ORPOConfig has none.
-VARIANTS = {"sft": ("group_by_length", "padding_free"), "dpo": ("group_by_length", "precompute_ref"),
+# itself ("temporarily unavailable after a refactor") and ORPOConfig has none. DPO's reference log-probs are
+# precomputed by default (method.precompute_ref=auto); `every_step_ref` is the former default, a reference pass per step.
+VARIANTS = {"sft": ("group_by_length", "padding_free"), "dpo": ("group_by_length", "every_step_ref"),
             "orpo": ("group_by_length",)}
 NOT_AVAILABLE = {("dpo", "padding_free"): "TRL 1.16 DPOTrainer turns padding_free off (temporarily unavailable)",
                  ("orpo", "padding_free"): "TRL 1.16 ORPOConfig has no padding_free"}
@@ -185,8 +186,8 @@ def variant_args(method: str, variant: str) -> dict[str, Any]:
         # TRL refuses max_length with padding_free (it cannot cut a flattened batch); the project has already
         # enforced max_length on the rows (train.overlong), so nothing longer reaches TRL.
         return {"padding_free": True, "max_length": None}
-    if variant == "precompute_ref":
-        return {"precompute_ref_log_probs": True}
+    if variant == "every_step_ref":
+        return {"precompute_ref_log_probs": False}
     if variant == "default":
         return {}
     raise ValueError(f"unknown variant {variant!r}")
@@ -392,7 +393,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny model, a few steps and rows")
     parser.add_argument("--archs", default=None, help=f"comma-separated, of {sorted(ARCHS)} (CUDA: llama3-8b,llama3-1b; CPU: tiny)")
     parser.add_argument("--methods", default="sft,dpo,orpo")
-    parser.add_argument("--variants", default="no_checkpointing,group_by_length,padding_free,precompute_ref",
+    parser.add_argument("--variants", default="no_checkpointing,group_by_length,padding_free,every_step_ref",
                         help="variants timed beside plain TRL and the project: no_checkpointing (of plain TRL), "
                              "the others of the project (each where its method has it)")
     parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps per run")

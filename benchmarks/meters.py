@@ -24,6 +24,12 @@ def decoder(model):
     return base.model
 
 
+def kv_cache(kwargs: dict[str, Any]) -> Any:
+    """The KV cache a forward was given, or None (scoring, training). transformers 5.24 renamed the keyword from
+    `past_key_values` to `cache`; a hook reading only one name would take every decoding step for a scoring pass."""
+    return kwargs.get("cache", kwargs.get("past_key_values"))
+
+
 class ForwardCounter:
     """Forward pre-hooks on the decoder stack and on its first layer's attention; `snapshot()` reads the totals."""
 
@@ -40,7 +46,7 @@ class ForwardCounter:
         self.stack_calls += 1
         self.stack_rows += (ids if ids is not None else embeds).shape[0]
         mask = kwargs.get("attention_mask")
-        if kwargs.get("past_key_values") is None and mask is not None and mask.dim() == 2:
+        if kv_cache(kwargs) is None and mask is not None and mask.dim() == 2:
             self.scored_positions += mask.numel()
             self.scored_real += int(mask.sum())
 

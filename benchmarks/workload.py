@@ -30,6 +30,8 @@ from typing import Any
 import regex
 import torch
 
+from meters import kv_cache
+
 # Llama-3's pre-tokenizer split (tiktoken cl100k-style), from its tokenizer.json.
 LLAMA3_SPLIT = regex.compile(r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                              r"|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -176,7 +178,7 @@ class ReplyLengths:
         return self.replies[content]
 
     def __call__(self, module, args, kwargs, output):
-        if kwargs.get("past_key_values") is None:
+        if kv_cache(kwargs) is None:
             return None  # training or log-likelihood scoring: not generation
         ids = kwargs.get("input_ids", args[0] if args else None)
         if ids.shape[1] > 1:  # the prompt's forward starts a batch

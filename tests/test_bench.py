@@ -38,7 +38,7 @@ def test_training_is_compared_like_for_like(smoke):
     assert set(rows) == {*((m, "plain_trl+no_checkpointing") for m in ("sft", "dpo", "orpo")),
                          ("sft", "plain_trl"), ("sft", "d2lora_exp"), ("sft", "d2lora_exp+group_by_length"),
                          ("sft", "d2lora_exp+padding_free"), ("dpo", "plain_trl"), ("dpo", "d2lora_exp"),
-                         ("dpo", "d2lora_exp+group_by_length"), ("dpo", "d2lora_exp+precompute_ref"),
+                         ("dpo", "d2lora_exp+group_by_length"), ("dpo", "d2lora_exp+every_step_ref"),
                          ("orpo", "plain_trl"), ("orpo", "d2lora_exp"), ("orpo", "d2lora_exp+group_by_length")}
     for r in rows.values():
         # The baseline's LoraConfig is the project's: every linear layer, not PEFT's q_proj/v_proj default.
@@ -61,9 +61,10 @@ def test_training_is_compared_like_for_like(smoke):
 @pytest.mark.e2e
 def test_dpo_forward_passes_per_step(smoke):
     rows = {r["impl"]: r for r in smoke[0]["train"] if r["method"] == "dpo"}
-    # Policy and reference each step; with precomputed reference log-probs only the policy, the reference paid once.
-    assert rows["d2lora_exp"]["stack_forwards_per_micro_batch"] == 2
-    precomputed = rows["d2lora_exp+precompute_ref"]
+    # The project precomputes the reference log-probs (method.precompute_ref=auto): only the policy each step, the
+    # reference paid once before training; a reference pass at every step (the former default) is two passes.
+    assert rows["d2lora_exp+every_step_ref"]["stack_forwards_per_micro_batch"] == 2
+    precomputed = rows["d2lora_exp"]
     assert precomputed["stack_forwards_per_micro_batch"] == 1 and precomputed["precompute_stack_forwards"] > 0
     assert 1 < precomputed["stack_forwards_per_micro_batch_amortised"] < 2
     assert rows["d2lora_exp"]["rows_per_stack_forward"] == 2 * rows["d2lora_exp"]["batch"]  # chosen + rejected

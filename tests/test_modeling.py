@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
+import torch
 from omegaconf import OmegaConf
 
 from d2lora_exp import modeling, tiny_model
@@ -32,3 +34,35 @@ def test_a_hub_model_is_identified_by_id_and_revision():
     ident = modeling.identity(hub, "meta-llama/Llama-3.1-8B-Instruct", "bfloat16")
     assert ident == {"name_or_path": "meta-llama/Llama-3.1-8B-Instruct", "revision": "abc", "dtype": "bfloat16",
                      "attn_implementation": "sdpa"}
+
+
+class _Loaded:
+    """What from_pretrained returns, remembering where it was moved."""
+
+    def __init__(self) -> None:
+        self.moved_to: str | None = None
+
+    def to(self, device: str) -> _Loaded:
+        self.moved_to = device
+        return self
+
+
+@pytest.mark.parametrize("device, dtype", [("cuda", torch.bfloat16), ("cpu", torch.float32)])
+def test_weights_load_straight_to_the_gpu(monkeypatch, device, dtype):
+    """On CUDA the weights are read into the GPU in bf16 (no copy in host memory, no move); on CPU as before."""
+    import transformers
+
+    calls: list[dict] = []
+
+    def from_pretrained(source, **kwargs):
+        calls.append(kwargs)
+        return _Loaded()
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", from_pretrained)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    model = modeling.load_model("some/model", CFG, device, dtype)
+    assert calls[0]["dtype"] == dtype
+    if device == "cuda":
+        assert calls[0]["device_map"] == {"": "cuda:0"} and model.moved_to is None
+    else:
+        assert "device_map" not in calls[0] and model.moved_to == "cpu"

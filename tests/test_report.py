@@ -187,3 +187,50 @@ def test_a_table_whose_runs_differ_in_provenance_warns_and_one_whose_runs_agree_
     assert md.split("## math: accuracy\n\n")[1].startswith(line + "\n\n| method |")  # under its table's heading
     assert md.count(line) == 2  # accuracy and strict_accuracy: the same runs
     assert "Warning" not in md.split("## titles: rougeL")[1].split("## ")[0]  # the titles table's one run agrees
+
+
+def _warmed(sweep, n, seed, acc, size, lr, init="d2lora"):
+    label = "all" if size is None else size
+    d = sweep / f"{init}-sft-math-n{n}-s{seed}-wu{label}-lr{lr}"
+    d.mkdir(parents=True)
+    warmup = {"data": {"path": "w.jsonl", "split": "train"}, "size": size, "learning_rate": lr, "num_train_epochs": 1}
+    data = {"status": "complete", "task": "math", "init": init, "method": "sft", "data_size": n, "seed": seed,
+            "metrics": {"accuracy": acc, "eval_n": 10}, "warmup": {"key": f"k{size}{lr}{seed}"},
+            "config": {"warmup": warmup}}
+    (d / "metrics.json").write_text(json.dumps(data))
+
+
+def test_each_warmup_setting_gets_rows_of_its_own_paired_with_lora(tmp_path):
+    """The warm-up ablation: D2LoRA runs whose warm-ups differ in size and rate are labelled by what differs, ordered
+    by size (the whole pool last) then rate, and each is paired with LoRA by seed."""
+    sweep = tmp_path / "sweep"
+    for seed in range(2):
+        _run(sweep, "lora", "sft", 100, seed, 10.0 + seed)
+        for i, (size, lr) in enumerate([(1000, 0.002), (250, 0.002), (None, 0.002), (250, 0.001)]):
+            _warmed(sweep, 100, seed, 20.0 + i + seed, size, lr)
+    report.write(sweep, paper={})
+    md = (sweep / "report.md").read_text()
+    _, rows = _table(md, "math: accuracy")
+    assert list(rows)[1:5] == ["sft | d2lora[wu250,lr0.001]", "sft | d2lora[wu250,lr0.002]", "sft | d2lora[wu1000,lr0.002]",
+                              "sft | d2lora[wuall,lr0.002]"]
+    assert rows["sft | d2lora[wuall,lr0.002]"] == ["22.50 ± 0.71 (2) [±6.35]"]
+    assert "| sft | d2lora[wu1000,lr0.002] − lora | +10.00 ±0.00 (2) |" in md
+    assert "| sft | d2lora[wu250,lr0.001] vs lora | 100 | 10.50 |" in md  # and examples saved per warm-up
+    # One warm-up setting: the plain name, as before.
+    single = tmp_path / "single"
+    _run(single, "lora", "sft", 100, 0, 10.0)
+    _warmed(single, 100, 0, 20.0, 250, 0.002)
+    report.write(single, paper={})
+    assert "| sft | d2lora − lora | +10.00 (1) |" in (single / "report.md").read_text()
+
+
+def test_published_d2lora_row_stands_once_beside_the_warmup_ablation_rows(tmp_path):
+    """The ablation's `d2lora[wu...]` rows are the paper's d2lora: its published row is shown, once per method."""
+    sweep = tmp_path / "sweep"
+    _run(sweep, "lora", "sft", 100, 0, 10.0)
+    for size in (250, 1000):
+        _warmed(sweep, 100, 0, 20.0, size, 0.002)
+    paper = {"math": {"accuracy": {"sft": {"d2lora": {100: 61.5}, "lora": {100: 60.0}}}}}
+    md = report.markdown(report.aggregate(report.collect(sweep)), "t", paper)
+    table = md.split("## math: accuracy\n")[1].split("\n## ")[0]
+    assert table.count("| sft | d2lora (paper) | 61.50 |") == 1 and table.count("| sft | lora (paper) | 60.00 |") == 1

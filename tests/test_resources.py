@@ -50,6 +50,12 @@ def test_counts_travel_in_the_trainer_state_of_a_checkpoint(caplog):
     resumed.on_train_begin(None, state, None)
     resumed.count(_batch(2, 2))
     assert resumed.totals() == {"positions": 7, "non_padding": 5, "padding": 2, "from_step": 0}
+    # The training seconds travel too: the resumed phase's elapsed time starts from the earlier attempts'.
+    earlier = resources.TokenCounter(seconds=5.0)
+    carried = resources.TokenCounter()
+    carried.on_train_begin(None, SimpleNamespace(stateful_callbacks={"TokenCounter": earlier.state()}, global_step=4),
+                           None)
+    assert 5.0 <= carried.elapsed() < 6.0 and carried.state()["attributes"]["seconds"] >= 5.0
     # A checkpoint written without counts: the totals say they start at its step.
     old = resources.TokenCounter()
     state = SimpleNamespace(stateful_callbacks={}, global_step=4)

@@ -128,6 +128,8 @@ def test_a_stop_signal_saves_a_checkpoint_marks_the_run_interrupted_and_resumes(
     _same_result(resumed, uninterrupted)
     if phase == "adapt":  # the adaptation's W&B run goes on under the same id
         assert resumed["wandb_run"]["id"] == saved["wandb_run"]["id"] and resumed["wandb_run"]["resumed"] is True
+    # The phase's cost covers the training of both attempts, like its tokens (TokenCounter carries them).
+    assert resumed["cost"][phase]["seconds"] == resumed[phase]["seconds_all_attempts"] > 0
     attempts = list(run_dir.glob(".attempt-*/metrics.json"))
     assert [json.loads(p.read_text())["status"] for p in attempts] == ["interrupted"]
 
@@ -146,4 +148,5 @@ def test_a_signal_after_the_adaptation_keeps_its_adapter(tmp_path, uninterrupted
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     resumed = _metrics(run_dir)
     assert resumed["adapt"]["reused_from_interrupted_attempt"] is True
+    assert resumed["cost"]["adapt"]["seconds"] == resumed["adapt"]["seconds_all_attempts"] > 0  # the first attempt's
     _same_result({**resumed, "adapt": {**resumed["adapt"], "resumed_from_step": 0}}, uninterrupted)

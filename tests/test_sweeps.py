@@ -28,7 +28,8 @@ SWEEPS = sorted(p.stem for p in (REPO / "sweeps").glob("*.yaml"))
 TARGETS = {"exp1_data_scaling": "sweep-exp1", "exp2_math": "sweep-exp2-math", "exp2_titles": "sweep-exp2-titles",
            "exp3_forgetting": "sweep-forgetting", "exp4_low_data": "sweep-low-data",
            "miniature_math": "sweep-miniature-math", "miniature_titles": "sweep-miniature-titles",
-           "d2lora_x_init": "sweep-inits", "miniature_tune": "tune-miniature"}
+           "d2lora_x_init": "sweep-inits", "miniature_tune": "tune-miniature",
+           "miniature_warmup_ablation": "sweep-warmup-ablation"}
 SMOKE = ["experiment=smoke", "data_size=0,8", "warmup.size=12"]
 
 
@@ -73,6 +74,9 @@ def test_math_sweeps_share_their_runs_and_report(sweep_env):
     Exp2's 12 jobs (2 inits x 3 methods x sizes 0, 8) are 12 runs, but data_size=0 trains nothing, so its
     evaluation (of the initialisation) is computed once per init and reused by the other two methods' runs."""
     root, env = sweep_env
+    # Its own cache: the module's other sweeps (run before it on this worker or not, as the scheduler decides) build
+    # the same smoke warm-up, and "one build served every D2LoRA run" is only checkable from an empty cache.
+    env = {**env, "D2LORA_CACHE": str(root / "cache-paper-math")}
     sweep_dir = root / "outputs" / "sweeps" / "paper-math"
     seen: dict[str, float] = {}
     for name, expected_runs in [("exp1_data_scaling", 3), ("exp2_math", 12), ("exp3_forgetting", 12), ("exp4_low_data", 12)]:
@@ -141,6 +145,34 @@ def test_miniature_tune_sweep_splits_curves_by_learning_rate_on_the_validation_s
     assert {r["init"] for r in runs.values()} == {"lora"}
     assert all(r["config"]["task"]["eval"]["data"]["path"].endswith("gsm8k_validation.jsonl") for r in runs.values())
     assert "| sft[lr0.003] | lora |" in (sweep_dir / "report.md").read_text()
+
+
+def test_warmup_ablation_runs_lora_once_and_every_warmup_setting_with_its_cost_and_savings(sweep_env):
+    """The warm-up ablation on the smoke world: warm-up size x rate (2 x 2) for D2LoRA, LoRA once per size and seed;
+    one cached warm-up per setting, its cost amortised over the runs that reused it; the report gives each warm-up
+    rows of its own, paired with LoRA, and the examples-saved table."""
+    root, env = sweep_env
+    env = {**env, "D2LORA_CACHE": str(root / "cache-ablation")}  # counts its warm-up builds: from an empty cache
+    args = ["experiment=smoke", "seed=0", "data_size=0,8", "warmup.size=6,12", "warmup.learning_rate=1e-3,2e-3",
+            "sweep_name=smoke-ablation"]
+    proc = _make("sweep-warmup-ablation", args, env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    sweep_dir = root / "outputs" / "sweeps" / "smoke-ablation"
+    runs = _complete_runs(sweep_dir)
+    warmed = {f"d2lora-sft-math-n{n}-s0-wu{size}-lr{lr}" for n in (0, 8) for size in (6, 12) for lr in (0.001, 0.002)}
+    assert set(runs) == {"lora-sft-math-n0-s0", "lora-sft-math-n8-s0"} | warmed
+    keys = {name: runs[name]["cost"]["warmup"]["key"] for name in warmed}
+    assert len(set(keys.values())) == 4 and sum(not runs[n]["cost"]["warmup"]["reused"] for n in warmed) == 4
+    assert all(runs[n]["cost"]["adapt"]["flops"] > 0 for n in runs if "-n8-" in n)
+    report = (sweep_dir / "report.md").read_text()
+    table = report.split("## math: accuracy\n")[1].split("\n## ")[0]
+    for size in (6, 12):
+        for lr in (0.001, 0.002):
+            assert f"| sft | d2lora[wu{size},lr{lr}] |" in table and f"| sft | d2lora[wu{size},lr{lr}] − lora |" in table
+    assert "| sft | d2lora[wu12,lr0.002] vs lora | 8 |" in report.split("## Examples saved: math accuracy")[1]
+    cost = report.split("## Cost\n")[1]
+    for key in set(keys.values()):  # each warm-up served its n=0 and n=8 runs
+        assert f"| `{key[:8]}` |" in cost and cost.split(f"| `{key[:8]}` |")[1].split("|")[3].strip() == "2"
 
 
 def test_init_sweep_pairs_every_init_with_its_warmed_up_twin(sweep_env):

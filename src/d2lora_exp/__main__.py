@@ -57,6 +57,18 @@ def _attempt_hydra_files() -> Path | None:
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def _hydra_main(cfg: DictConfig) -> float | JobFailure | None:
+    """One job. Under `hydra/launcher=slurm` with several tasks per job, submitit starts every task here (not in
+    `main`): they join their process group now and leave it when the job ends."""
+    from . import dist
+
+    joined = dist.init()
+    result = _job(cfg)
+    if joined:
+        dist.finish()
+    return result
+
+
+def _job(cfg: DictConfig) -> float | JobFailure | None:
     from . import dist, gpu_slots, interrupt, recipe
     from .phases.record import error_line
 
@@ -85,6 +97,16 @@ def _hydra_main(cfg: DictConfig) -> float | JobFailure | None:
             if isinstance(err, UserError):
                 sys.exit(2)
             raise
+        if dist.active() and not isinstance(err, UserError):
+            # An error of one rank (a UserError is every rank's: the same checks of the same config) must end the
+            # launch: carrying on to the sweep's next job (Hydra re-raises only after the batch) would leave the other
+            # ranks waiting in a collective forever. The run is recorded as failed already; the launcher ends the rest.
+            log.exception("%s failed on rank %d: ending this process so the launcher stops every rank",
+                          cfg.run_name, dist.rank())
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
         if not isinstance(err, UserError):
             log.exception("%s failed", cfg.run_name)
         # Returned, not raised: Hydra would stop the sweep at the end of this batch, before the report. The

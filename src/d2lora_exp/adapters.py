@@ -14,10 +14,11 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict
 from transformers import set_seed
 
-from . import dist
+from . import dist, fsdp
 from .errors import UserError
 
 ADAPTER_NAME = "default"
+ADAPTER_FILE = "adapter_model.safetensors"  # PEFT's weights file (safetensors, never a pickle)
 
 
 def lora_config(lora_cfg: Any) -> LoraConfig:
@@ -40,7 +41,7 @@ def require_finite(adapter_dir: str | Path, fix: str) -> None:
     garbage, silently, in every run that starts from it."""
     from safetensors.torch import load_file
 
-    path = Path(adapter_dir) / "adapter_model.safetensors"
+    path = Path(adapter_dir) / ADAPTER_FILE
     bad = sorted(k for k, t in load_file(str(path)).items() if not torch.isfinite(t).all())
     if bad:
         raise UserError(f"{path} holds non-finite weights (NaN or inf in {len(bad)} tensors, first {bad[0]}): {fix}")
@@ -67,12 +68,14 @@ def load_frozen(model, adapter_dir: str | Path) -> PeftModel:
 def save(peft_model: PeftModel, out_dir: str | Path, initial_dir: str | Path | None = None) -> Path:
     """Safetensors; with `initial_dir` (inits that rewrite the base) converted to apply to the original base.
 
-    Every rank calls it; the main rank writes (the ranks hold the same weights) and the others wait until the files
-    are there, so that any rank may read them next."""
+    Every rank calls it; the main rank writes (the ranks hold the same weights; a model sharded by FSDP is gathered
+    first, by every rank) and the others wait until the files are there, so that any rank may read them next."""
     out_dir = Path(out_dir)
+    whole = {"state_dict": fsdp.adapter_state(peft_model)} if fsdp.is_sharded(peft_model) else {}
     if dist.is_main():
         peft_model.save_pretrained(str(out_dir), selected_adapters=[ADAPTER_NAME], safe_serialization=True,
-                                   path_initial_model_for_weight_conversion=str(initial_dir) if initial_dir else None)
+                                   path_initial_model_for_weight_conversion=str(initial_dir) if initial_dir else None,
+                                   **whole)
     dist.barrier()
     return out_dir
 
@@ -93,7 +96,7 @@ def live_digest(peft_model: PeftModel) -> str:
 def file_digest(adapter_dir: str | Path) -> str:
     from safetensors.torch import load_file
 
-    return digest(load_file(str(Path(adapter_dir) / "adapter_model.safetensors")))
+    return digest(load_file(str(Path(adapter_dir) / ADAPTER_FILE)))
 
 
 def lora_b_norm(peft_model: PeftModel) -> float:

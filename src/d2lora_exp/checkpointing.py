@@ -70,6 +70,13 @@ class Checkpoint:
         return self.loss_unlogged_ranks[rank] if self.loss_unlogged_ranks else self.loss_unlogged
 
 
+def layout_key(key: str, sharded: bool) -> str:
+    """Whose checkpoints, and in which layout: a sharded run's (dist=fsdp, several processes; fsdp_checkpoint.py,
+    optimizer state keyed by parameter name) cannot take a DDP run's (keyed by index), nor the reverse, so a rerun
+    that changed `dist` starts its phase again instead of failing on the other layout's files."""
+    return key if not sharded else f"{key}-fsdp"
+
+
 def _step(path: Path) -> int:
     return int(path.name.split("-")[-1])
 
@@ -142,7 +149,8 @@ class CheckpointCallback(TrainerCallback):
         # Agreed by every rank (their clocks and the moments a signal reaches them differ): all save and stop together.
         stop, due = dist.all_max([int(interrupt.requested() is not None), int(due)])
         if stop:
-            control.should_save = control.should_training_stop = True
+            control.should_save = True
+            control.should_training_stop = True
         elif due and state.global_step < state.max_steps:  # the last step's result is the phase's own output
             control.should_save = True
         return control

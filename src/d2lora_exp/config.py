@@ -1,4 +1,5 @@
-"""Where the Hydra configs live, the OmegaConf resolvers they use, and the check of Hydra's output directory.
+"""Where the Hydra configs live, the OmegaConf resolvers they use, and the checks of Hydra's output directory and
+SLURM tasks.
 
 Configs sit at the repository top level (`conf/`) for editing; a wheel carries them inside the
 package (`d2lora_exp/conf`, see pyproject). Importing this module registers the resolvers, so any
@@ -40,6 +41,15 @@ def init_label(base: str, warmup: bool) -> str:
     return "d2lora" if base == "default" else f"d2lora+{base}"
 
 
+def warmup_label(warmup: bool, size: int | None, learning_rate: float) -> str:
+    """`-wu250-lr0.001` for a run that warms up (`wuall`: the whole pool), empty for one that does not: the run-name
+    suffix of the warm-up ablation (sweeps/miniature_warmup_ablation.yaml), so each warm-up setting gets its own
+    directory while the LoRA runs, which have no warm-up, keep one each."""
+    if not warmup:
+        return ""
+    return f"-wu{'all' if size is None else size}-lr{learning_rate}"
+
+
 def gpu_count() -> int:
     """Visible GPUs (at least 1), for the parallel launcher's worker count; never initialises CUDA."""
     from .gpu_slots import visible_gpus
@@ -57,6 +67,34 @@ class OutputDirCheck(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _check_or_exit(config.hydra.sweep.dir, "hydra.sweep.dir")
+        message = slurm_tasks_error(config.hydra.launcher)
+        if message:
+            print(f"d2lora_exp: error: {message}", file=sys.stderr)
+            sys.exit(2)
+
+
+def slurm_tasks_error(launcher: Any) -> str | None:
+    """Under hydra/launcher=slurm a job runs one process per task, each on its own GPU (dist.py): a job with GPUs needs
+    as many tasks as GPUs per node, checked before any job is submitted."""
+    target = str(launcher.get("_target_", ""))
+    if target.endswith("LocalLauncher") and launcher.get("tasks_per_node", 1) != 1:
+        # submitit's local launcher starts its tasks with SUBMITIT_LOCAL_* variables, not a SLURM step's: they would be
+        # independent one-process runs of the same job writing into one directory.
+        return (f"hydra.launcher.tasks_per_node={launcher.get('tasks_per_node')} with hydra/launcher=submitit_local: "
+                "its tasks do not form one run; use 1 (several processes on one machine: torchrun).")
+    if not target.endswith("SlurmLauncher"):
+        return None
+    if launcher.get("gpus_per_task") is not None:
+        # SLURM would bind one GPU to each task, while each task takes the GPU of its local rank (cuda:LOCAL_RANK).
+        return (f"hydra.launcher.gpus_per_task={launcher.get('gpus_per_task')}: give the job's GPUs per node instead "
+                "(gpus_per_node equal to tasks_per_node); each task uses the GPU of its local rank.")
+    tasks, gpus = launcher.get("tasks_per_node"), launcher.get("gpus_per_node")
+    if not isinstance(tasks, int) or tasks < 1:
+        return f"hydra.launcher.tasks_per_node={tasks} must be a whole number >= 1 (processes per node, one per GPU)."
+    if gpus and gpus != tasks:
+        return (f"hydra.launcher.tasks_per_node={tasks} with gpus_per_node={gpus}: each task trains on one GPU, so set "
+                f"both to the GPUs each job uses (gpus_per_node=0: tasks on CPUs).")
+    return None
 
 
 def _check_or_exit(directory: str, setting: str) -> None:
@@ -96,6 +134,8 @@ if not OmegaConf.has_resolver("bundled_model"):
     OmegaConf.register_new_resolver("bundled_model", bundled_model)
 if not OmegaConf.has_resolver("d2lora_init_label"):
     OmegaConf.register_new_resolver("d2lora_init_label", init_label)
+if not OmegaConf.has_resolver("d2lora_warmup_label"):
+    OmegaConf.register_new_resolver("d2lora_warmup_label", warmup_label)
 if not OmegaConf.has_resolver("d2lora_gpu_count"):
     OmegaConf.register_new_resolver("d2lora_gpu_count", gpu_count)
 if not OmegaConf.has_resolver("d2lora_pid"):

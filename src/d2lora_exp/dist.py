@@ -10,14 +10,19 @@ Decisions and waits go through a gloo group of their own with a long timeout (`W
 for another job's lock or evaluate for long while the others wait, which NCCL's or gloo's default 30 minutes would
 turn into a crash. The group is joined before Hydra composes the config, so that all ranks name one run directory
 after rank 0's start time and process id.
+
+Under SLURM the ranks are the tasks of one `srun` step (`hydra/launcher=slurm hydra.launcher.tasks_per_node=N`, where
+submitit starts N tasks per job, or `srun --ntasks-per-node N python -m d2lora_exp ...`): without torchrun's variables,
+`init` derives them from SLURM's (slurm_variables) and the same code runs.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -49,12 +54,51 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def init() -> None:
-    """Join the job's process group (a no-op with one process), before Hydra composes the config.
+def slurm_variables(env: Mapping[str, str]) -> dict[str, str]:
+    """torchrun's variables for a task of a SLURM step of several tasks, or {} where they do not apply (torchrun's are
+    set, or this is not such a step: a batch script holds SLURM_NTASKS and SLURM_PROCID too, but no step's variables).
+
+    The address is the step's first node (task 0 runs there); the port is MASTER_PORT if set, else derived from the
+    job and step ids, so that every task computes the same one without talking to the others."""
+    if "WORLD_SIZE" in env or int(env.get("SLURM_STEP_NUM_TASKS", "1")) <= 1:
+        return {}
+    per_node = _tasks_per_node(env["SLURM_STEP_TASKS_PER_NODE"])
+    node = min(int(env.get("SLURM_NODEID", "0")), len(per_node) - 1)
+    step = env.get("SLURM_STEP_ID", "0")
+    port = env.get("MASTER_PORT") or str(20000 + (int(env["SLURM_JOB_ID"]) * 16 + (int(step) if step.isdigit() else 0))
+                                         % 40000)
+    return {"RANK": env["SLURM_PROCID"], "WORLD_SIZE": env["SLURM_STEP_NUM_TASKS"], "LOCAL_RANK": env["SLURM_LOCALID"],
+            "LOCAL_WORLD_SIZE": str(per_node[node]), "MASTER_ADDR": first_host(env["SLURM_STEP_NODELIST"]),
+            "MASTER_PORT": port}
+
+
+def _tasks_per_node(value: str) -> list[int]:
+    """SLURM's `2(x3),1` -> [2, 2, 2, 1]."""
+    counts: list[int] = []
+    for part in value.split(","):
+        count, _, times = part.partition("(x")
+        counts += [int(count)] * (int(times.rstrip(")")) if times else 1)
+    return counts
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a SLURM host list: `gpu[07-09,12]-ib,cpu1` -> `gpu07-ib`."""
+    match = re.match(r"([^,\[]*)(?:\[([^\]]+)\]([^,]*))?", nodelist)
+    if not match or not match.group(1) and not match.group(2):
+        raise ValueError(f"cannot read a host from SLURM's node list {nodelist!r}")
+    prefix, ranges, suffix = match.groups()
+    return prefix if ranges is None else prefix + re.split(r"[,-]", ranges)[0] + suffix
+
+
+def init() -> bool:
+    """Join the job's process group (a no-op with one process), before Hydra composes the config where the launcher
+    started the ranks (torchrun, accelerate launch, srun), at the start of the job where submitit did. True if this
+    call joined it (it is then this call's caller that leaves it, `finish`).
 
     CPU tensors go through gloo, CUDA ones through NCCL; accelerate and the Trainer reuse this group."""
+    os.environ.update(slurm_variables(os.environ))
     if not active() or _State.control is not None:
-        return
+        return False
     import torch
     import torch.distributed as dist
 
@@ -64,6 +108,7 @@ def init() -> None:
         dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
     _State.control = dist.new_group(backend="gloo", timeout=WAIT)
     _State.started, _State.pid = broadcast((time.time(), os.getpid()))
+    return True
 
 
 def finish() -> None:
@@ -136,6 +181,17 @@ def all_gather(value: T) -> list[T]:
 
     out: list[Any] = [None] * world_size()
     dist.all_gather_object(out, value, group=_State.control)
+    return out
+
+
+def gather(value: T) -> list[T] | None:
+    """Every rank's `value` on the main rank, in rank order; None on the other ranks."""
+    if _State.control is None:
+        return [value]
+    import torch.distributed as dist
+
+    out: list[Any] | None = [None] * world_size() if is_main() else None
+    dist.gather_object(value, out, dst=0, group=_State.control)
     return out
 
 

@@ -160,14 +160,18 @@ def check_target_modules(config: Any, source: str, target_modules: Any) -> None:
 
 
 def load_model(source: str, model_cfg: Any, device: str, dtype):
+    """The base model on `device` in `dtype`; on CUDA loaded straight there (speed.load_kwargs)."""
     from transformers import AutoModelForCausalLM
 
+    from .speed import load_kwargs
+
+    placement = load_kwargs(device, dtype)
     model = _hub_call(
         AutoModelForCausalLM.from_pretrained, source, revision=model_cfg.get("revision"),
-        dtype=dtype, attn_implementation=model_cfg.get("attn_implementation") or None,
-        trust_remote_code=bool(model_cfg.get("trust_remote_code", False)),
+        attn_implementation=model_cfg.get("attn_implementation") or None,
+        trust_remote_code=bool(model_cfg.get("trust_remote_code", False)), **placement,
     )
-    return model.to(device)
+    return model if "device_map" in placement else model.to(device)
 
 
 def _hub_call(fn, source: str, **kwargs):

@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from . import dist, interrupt, modeling, provenance, tracking
+from . import dist, fsdp, interrupt, modeling, provenance, tracking
 from .errors import UserError
 from .files import check_writable
 from .phases import adapt, evaluate, record, wandb_run, warmup
@@ -40,10 +40,11 @@ def _make_dir(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
-def _take_over(out_dir: Path, digest: str, hydra_files: Path | None) -> tuple[record.Carried, dict[str, Any] | None]:
+def _take_over(out_dir: Path, digest: str, hydra_files: Path | None,
+               sharded: bool) -> tuple[record.Carried, dict[str, Any] | None]:
     """(what an unfinished attempt leaves, the finished result to reuse or None); this attempt's Hydra files become
     the run's if it runs. The main rank's files and decision."""
-    carried = record.carried_over(out_dir, digest)
+    carried = record.carried_over(out_dir, digest, sharded)
     done = record.previous_result(out_dir, digest, carried)
     if done is None:
         record.install_hydra_files(hydra_files, out_dir)
@@ -52,7 +53,7 @@ def _take_over(out_dir: Path, digest: str, hydra_files: Path | None) -> tuple[re
 
 def _run(cfg: DictConfig, out_dir: Path, hydra_files: Path | None) -> dict[str, Any]:
     digest = record.config_hash(cfg)
-    carried, done = dist.on_main(_take_over, out_dir, digest, hydra_files)
+    carried, done = dist.on_main(_take_over, out_dir, digest, hydra_files, fsdp.enabled(cfg))
     if done is not None:
         log.info("%s: already complete in %s, skipped", cfg.run_name, out_dir)
         return {**done, "skipped": True}
@@ -109,8 +110,8 @@ def _phases(cfg: DictConfig, rec: record.Record, carried: record.Carried, digest
 
     with rec.timing("eval"):
         adapter_dir = Path(adapted["adapter"]) if adapted is not None else warmup_dir  # what vLLM loads
-        # Under a launcher: the main rank evaluates, the others wait for its numbers (not yet split across ranks).
-        metrics, evaluated = dist.on_main(evaluate.run, plan, model, adapter_dir)
+        # Under a launcher every rank evaluates its share of the rows; the main rank scores and writes.
+        metrics, evaluated = evaluate.run(plan, model, adapter_dir)
         rec.update(evaluation=evaluated)
         tracking.log_predictions(rec.wandb_run, [e.predictions_path(rec.out_dir) for e in plan.evaluators])
     rec.timings["total"] = round(time.perf_counter() - start, 2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import resource
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -69,8 +70,12 @@ class TokenCounter(TrainerCallback, ExportableState):
     checkpoint (`trainer_state.json`, its stateful callbacks), so a resumed phase reports what one never
     interrupted would. The reference model's forward passes (DPO) are not counted: they train nothing."""
 
-    def __init__(self, positions: int = 0, non_padding: int = 0, from_step: int = 0, unknown: list | None = None) -> None:
+    def __init__(self, positions: int = 0, non_padding: int = 0, from_step: int = 0, unknown: list | None = None,
+                 seconds: float = 0.0) -> None:
         self.positions, self.non_padding, self.from_step = positions, non_padding, from_step
+        # Training seconds of the attempts before this one (carried by the checkpoint like the counts), so a resumed
+        # phase's cost covers all of its training; `elapsed` adds this attempt's.
+        self.seconds, self._began = seconds, None
         self.unknown = unknown  # the keys of a batch layout fed_tokens does not know; the totals are then null
         # Counted by this rank since the last `sync` (the totals above are every rank's, so a checkpoint, which the
         # main rank writes, carries the job's counts).
@@ -78,7 +83,13 @@ class TokenCounter(TrainerCallback, ExportableState):
 
     def state(self) -> dict[str, Any]:
         return {"args": {}, "attributes": {"positions": self.positions, "non_padding": self.non_padding,
-                                           "from_step": self.from_step, "unknown": self.unknown}}
+                                           "from_step": self.from_step, "unknown": self.unknown,
+                                           "seconds": self.elapsed()}}
+
+    def elapsed(self) -> float:
+        """Training seconds of every attempt so far (this one since its train() began)."""
+        now = 0.0 if self._began is None else time.perf_counter() - self._began
+        return round(self.seconds + now, 2)
 
     def on_train_begin(self, args, state, control, **kwargs):
         """Take up the counts of the checkpoint being resumed (the Trainer loaded its state before this call)."""
@@ -91,6 +102,7 @@ class TokenCounter(TrainerCallback, ExportableState):
             log.warning("the checkpoint resumed at step %d has no token counts: counting from there", state.global_step)
             self.from_step = state.global_step
             state.stateful_callbacks[name] = self.state()
+        self._began = time.perf_counter()
         return control
 
     def attach(self, trainer) -> None:

@@ -12,7 +12,7 @@ import torch
 from datasets import Dataset
 from omegaconf import DictConfig, OmegaConf
 
-from . import checkpointing, dist, tracking
+from . import checkpointing, cost, dist, fsdp, fsdp_checkpoint, speed, tracking
 from .errors import UserError
 from .resources import TokenCounter
 
@@ -23,7 +23,9 @@ RECIPE_ONLY = ("checkpoint_every", "checkpoint_keep")
 # TRL/Trainer settings the recipe sets itself (checkpoints, resume, reporting): refused in `train` and `*.args`.
 RECIPE_OWNED = ("output_dir", "save_strategy", "save_steps", "save_total_limit", "save_only_model", "save_on_each_node",
                 "ignore_data_skip", "resume_from_checkpoint", "restore_callback_states_from_checkpoint", "report_to",
-                "overwrite_output_dir")
+                "overwrite_output_dir", "fsdp", "fsdp_config")
+# Settings of the recipe that speed.py turns into TRL arguments for each phase's method and device.
+SPEED = ("liger", "padding_free", "group_by_length")
 ANSWER_COLUMNS = ("completion", "chosen", "rejected")  # SFT rows have the first, preference rows the other two
 
 
@@ -34,17 +36,18 @@ def trainer_args(cfg: DictConfig, out_dir: Path, phase: Any, device: str, dtype:
     `out_dir` is where the phase's checkpoints go. When to save, how many to keep and where is
     checkpointing.CheckpointCallback's business (steps, minutes or a stop signal), so the Trainer's own schedule and
     rotation are off and a setting of them is refused: another output_dir would let runs resume each other's
-    checkpoints. Reporting is tracking.py's."""
+    checkpoints. Reporting is tracking.py's. The speed settings (`SPEED`) become TRL arguments by speed.py, before
+    `args`, which may still set those TRL arguments itself."""
     args = OmegaConf.to_container(cfg.train, resolve=True)
-    for key in RECIPE_ONLY:
+    for key in (*RECIPE_ONLY, *SPEED):
         args.pop(key, None)
     args.pop("overlong")  # ours (fit_rows), not TRL's
     extra = OmegaConf.to_container(phase.get("args") or OmegaConf.create({}), resolve=True)
     for source, values in (("train", args), (f"{what}.args", extra)):
         owned = sorted(set(values) & set(RECIPE_OWNED))
         if owned:
-            raise UserError(f"{source} sets {owned}: checkpoints and reporting belong to the recipe "
-                            "(train.checkpoint_every, train.checkpoint_keep, wandb.*); remove them.")
+            raise UserError(f"{source} sets {owned}: checkpoints, reporting and sharding belong to the recipe "
+                            "(train.checkpoint_every, train.checkpoint_keep, wandb.*, dist=fsdp); remove them.")
     args.update(
         output_dir=str(out_dir), seed=int(cfg.seed), report_to="none", save_strategy="no", save_total_limit=None,
         logging_first_step=True, use_cpu=device == "cpu", bf16=dtype == torch.bfloat16, disable_tqdm=False,
@@ -52,9 +55,24 @@ def trainer_args(cfg: DictConfig, out_dir: Path, phase: Any, device: str, dtype:
         # DDP (several processes): every trainable LoRA weight takes part in every forward pass, so DDP need not
         # search the graph for unused ones each step (the Trainer's default for a PeftModel). No effect on one process.
         ddp_find_unused_parameters=False,
+        **fsdp.trainer_args(cfg),  # dist=fsdp with several processes: the Trainer shards the model (fsdp.py)
     )
+    method = "sft" if what == "warmup" else str(cfg.method.name)
+    args.update(speed.trainer_options(cfg.train, method, cfg.model, device))
     args.update(extra)
+    if args.get("padding_free") and cfg.train.overlong == "truncate":
+        raise UserError(f"{what}.args sets padding_free with train.overlong=truncate: padding-free batches do not "
+                        "enforce max_length, so use train.overlong=drop or error.")
     return args
+
+
+def with_lengths(rows: Dataset, tokenizer) -> Dataset:
+    """Preference rows with the `length` train.group_by_length groups them by: prompt + longer answer (the width the
+    pair is padded to). SFT rows need none: the sampler reads their tokenized input_ids."""
+    if rows is None or len(rows) == 0:
+        return rows
+    prompts, answers = token_lengths(rows, tokenizer)
+    return rows.add_column("length", [p + a for p, a in zip(prompts, answers)])
 
 
 def token_lengths(rows: Dataset, tokenizer) -> tuple[list[int], list[int]]:
@@ -140,6 +158,8 @@ def train(trainer, phase: str, resume: checkpointing.Checkpoint | None) -> dict[
     saver.resume = resume
     counter = next(c for c in trainer.callback_handler.callbacks if isinstance(c, TokenCounter))
     counter.attach(trainer)
+    if getattr(trainer, "is_fsdp_enabled", False):  # the sharded model's checkpoints, gathered (fsdp_checkpoint.py)
+        fsdp_checkpoint.attach(trainer)
     if resume is not None:
         log.info("%s: resuming from step %d (%s)", phase, resume.step, resume.path)
     start = time.perf_counter()
@@ -154,8 +174,13 @@ def train(trainer, phase: str, resume: checkpointing.Checkpoint | None) -> dict[
     losses = [h["loss"] for h in history if "loss" in h]
     return {"train_loss": loss_sum / max(output.global_step, 1), "first_loss": losses[0] if losses else None,
             "last_loss": losses[-1] if losses else None, "steps": int(output.global_step),
-            "resumed_from_step": steps_before, "seconds": round(time.perf_counter() - start, 2), "log_history": history,
+            "resumed_from_step": steps_before, "seconds": round(time.perf_counter() - start, 2),
+            "seconds_all_attempts": counter.elapsed(), "log_history": history,
             # total_flos: the Trainer's estimate, 6 x the model's non-embedding parameters (frozen base and every LoRA
             # adapter alike) x the input_ids positions (padding included) of each batch; 0 where a batch has no
             # `input_ids` (ORPO's). Not a measurement; carried over a resume in the Trainer's state.
-            "tokens": counter.totals(), "total_flos": float(trainer.state.total_flos)}
+            "tokens": counter.totals(), "total_flos": float(trainer.state.total_flos),
+            # Ours, by a stated formula (cost.py): real tokens x FLOPs per token of this model and phase.
+            "flops": cost.phase_flops(trainer.model, trainer.args, counter.totals()),
+            # dist=fsdp with several processes: the model was trained sharded (FSDP), not replicated (DDP).
+            "sharded": fsdp.is_sharded(trainer.model)}

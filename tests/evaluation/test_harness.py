@@ -126,3 +126,22 @@ def test_every_shipped_task_loads_in_the_harness():
     gsm8k = harness._load_yaml(harness.TASKS_DIR / "d2lora_gsm8k.yaml")
     score = gsm8k["process_results"]({"answer": "3 + 4 = 7\n#### 7"}, ["Step 1: 3 + 4 = 7.\nThe answer is: 7"])
     assert score == {"accuracy": 1.0, "strict_accuracy": 1.0}
+
+
+@pytest.mark.parametrize("listed, emitted", [(["<|eot|>", "<|system|>"], "<|system|>"), (["<|system|>"], "<|eot|>")],
+                         ids=["second-listed-end-token", "tokenizer-eos-not-listed"])
+def test_hf_engine_stops_at_every_end_token(second_end_token_model, listed, emitted):
+    """The harness's hf engine ends each reply at any end token, as generation.generate does (test_generation.py):
+    without the engine's end ids, a model whose generation config does not list the tokenizer's EOS runs on past it."""
+    from lm_eval.api.instance import Instance
+
+    model, tok = second_end_token_model(listed, emitted)
+    engine = harness.Engine("hf", model, tok, 2, 8, "tiny", "float32")
+    # "zzz" is no chat turn: the script never ends it, so its batch runs on after the other reply has ended (a batch
+    # whose rows all end together is stopped by the harness's `until`, which would hide a row running on).
+    prompts = [chat.user_prompt(tok, q) for q in ["a", "bb", "ccc"]] + ["zzz"]
+    requests = [Instance("generate_until", {}, (p, {"until": [], "max_gen_toks": 8, "do_sample": False}), i)
+                for i, p in enumerate(prompts)]
+    expected = ["OK"] * 3 + ["X" * 8]
+    assert engine.lm().generate_until(requests, disable_tqdm=True) == expected
+    assert generation.generate(model, tok, prompts, 2, 8) == expected

@@ -56,8 +56,8 @@ def test_adaptation_improves_the_task_metric_over_data_size_zero(make_cfg):
 @pytest.mark.e2e
 @pytest.mark.parametrize("method", ["sft", "dpo", "orpo"])
 def test_math_adaptation_learns_to_solve_the_world_problems(make_cfg, method):
-    """The math curve's top point: 2,000 Math-Step-DPO rows take each method (the miniature's tuned settings,
-    one epoch; DPO with the chosen answer's NLL) from a few % to most answers right."""
+    """The math curve's top point: 2,000 Math-Step-DPO rows take each method (the miniature's tuned settings:
+    SFT 3 epochs, DPO and ORPO one; DPO with the chosen answer's NLL) from a few % to most answers right."""
     common = ["init=lora", f"method={method}", "eval.limit=100", "eval.evaluators=[task]"]
     zero, trained = _two_runs(make_cfg, common, "data_size=0", "data_size=2000")
     # DPO sits on the edge of the copy-the-numbers transition (seeds 0-2 of the sweep: 61, 87, 31%), so it gets a

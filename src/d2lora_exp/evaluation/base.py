@@ -20,6 +20,7 @@ from ..files import write_jsonl
 
 class Evaluator(ABC):
     name: str  # registry name; predictions go to predictions_<name>.jsonl
+    computed = 0  # rows this rank computed in the latest evaluation (its share under several ranks, ranks.py)
 
     @staticmethod
     def check(cfg: Any) -> None:
@@ -31,9 +32,10 @@ class Evaluator(ABC):
     def material(self) -> dict[str, Any]:
         """Everything besides the weights that determines the numbers: data content, prompts, settings."""
 
-    def evaluate(self, model, tokenizer, out_dir: Path) -> dict[str, float]:
+    def evaluate(self, model, tokenizer, out_dir: Path) -> dict[str, float] | None:
         """Score the model with this project's own code; writes per-example predictions under out_dir. Only for
-        what the harness cannot express (`harness_spec` is None): everything else runs in the harness."""
+        what the harness cannot express (`harness_spec` is None): everything else runs in the harness. Every rank
+        calls it and computes its share of the rows; the main rank scores and writes, the others return None."""
         raise NotImplementedError(f"{self.name} is evaluated through lm-evaluation-harness (evaluate_with)")
 
     def harness_spec(self):
@@ -41,13 +43,19 @@ class Evaluator(ABC):
         harness cannot express it (then `evaluate` computes it)."""
         return None
 
-    def evaluate_with(self, engine, out_dir: Path) -> dict[str, float]:
-        """Score the model through the harness engine (`eval.engine=hf|vllm`) with the shipped task."""
+    def evaluate_with(self, engine, out_dir: Path) -> dict[str, float] | None:
+        """Score the model through the harness engine (`eval.engine=hf|vllm`) with the shipped task (the main rank;
+        the others compute their share of the rows and return None)."""
+        from .. import dist
         from . import harness
+        from .ranks import docs_computed
 
         spec = self.harness_spec()
         tasks = harness.build_tasks([harness.shipped_config(spec)])
         results, samples = harness.evaluate(tasks, engine, apply_chat_template=True)
+        self.computed = docs_computed(engine.lm(), len({s["doc_id"] for s in samples[spec.task]}))
+        if not dist.is_main():
+            return None
         values = harness.metric_values(results[spec.task])
         rows = harness.prediction_rows(samples[spec.task], spec.keep, list(spec.metrics))
         if spec.annotate is not None:

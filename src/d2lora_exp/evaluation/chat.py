@@ -17,7 +17,7 @@ from datasets import Dataset
 from .. import chat
 from ..data import sources
 from ..fingerprint import content_config
-from . import generation
+from . import ranks
 from .base import Evaluator, data_source, limited
 
 CHAT_COLUMNS = {"prompt": str, "chosen": list}
@@ -46,12 +46,17 @@ class ChatBehaviour(Evaluator):
     def material(self) -> dict[str, Any]:
         return {"data": content_config(self.data), "n": len(self.rows), "max_new_tokens": int(self.eval_cfg.max_new_tokens)}
 
-    def evaluate(self, model, tokenizer, out_dir: Path) -> dict[str, float]:
+    def evaluate(self, model, tokenizer, out_dir: Path) -> dict[str, float] | None:
         rows = self.rows
         prompts = [chat.user_prompt(tokenizer, p) for p in rows["prompt"]]
-        stopped: list[bool] = []
-        outputs = generation.generate(model, tokenizer, prompts, self.eval_cfg.batch_size, self.eval_cfg.max_new_tokens,
-                                      "eval chat", stopped=stopped)
+        mine = ranks.share([len(p) for p in prompts])  # every row with one process
+        replies = ranks.generate(model, tokenizer, [prompts[i] for i in mine], self.eval_cfg.batch_size,
+                                 self.eval_cfg.max_new_tokens, "eval chat")
+        self.computed = len(mine)
+        gathered = ranks.gather(mine, replies, len(prompts))
+        if gathered is None:  # not the main rank: it scores and writes
+            return None
+        outputs, stopped = [o for o, _ in gathered], [s for _, s in gathered]
         refs = [reference(c) for c in rows["chosen"]]
         exact = [o.strip() == r.strip() for o, r in zip(outputs, refs)]
         self.write_predictions(out_dir, [{"prompt": p, "reference": r, "output": o, "stopped": s, "exact": e}

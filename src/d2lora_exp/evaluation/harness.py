@@ -177,16 +177,43 @@ class Engine:
         return self._lm
 
     def _hf(self):
-        from lm_eval.models.huggingface import HFLM
+        from .generation import end_token_ids
+        from .ranks import data_parallel
 
-        # The chat template carries the one BOS (chat.py): the harness must not add a second.
-        return HFLM(pretrained=self.model, tokenizer=self.tokenizer, batch_size=self.batch_size, add_bos_token=False,
-                    max_gen_toks=self.max_new_tokens)
+        # The chat template carries the one BOS (chat.py): the harness must not add a second. Under several ranks
+        # each computes its share of the requests (ranks.py).
+        lm = data_parallel(_end_tokens_hflm())(pretrained=self.model, tokenizer=self.tokenizer,
+                                               batch_size=self.batch_size, add_bos_token=False,
+                                               max_gen_toks=self.max_new_tokens)
+        lm.end_ids = end_token_ids(self.model, self.tokenizer)
+        return lm
 
     def _vllm(self):
         from lm_eval.models.vllm_causallms import VLLM
 
         return VLLM(**vllm_args(self.model_source, self.dtype_name, self.adapter_dir, self.max_new_tokens, self.vllm_args))
+
+
+@lru_cache(maxsize=1)
+def _end_tokens_hflm():
+    """The harness's hf engine, stopping each row at any end token (generation.end_token_ids), as this project's own
+    generation does.
+
+    lm-eval 0.4.13's HFLM.generate_until calls `model.generate` without `eos_token_id`, so a row stops only at what the
+    model's generation config lists; its `until` holds the tokenizer's EOS as text, which ends a batch only when every
+    row has it and which cannot cut a row's reply, because the reply is decoded without special tokens first. A model
+    whose tokenizer EOS the generation config does not list would then run on past it, and the text after would be
+    scored."""
+    from lm_eval.models.huggingface import HFLM
+
+    class EndTokensHFLM(HFLM):
+        end_ids: list[int] = []
+
+        def _model_generate(self, context, max_length: int, stop: list[str], **generation_kwargs):
+            generation_kwargs.setdefault("eos_token_id", self.end_ids or None)
+            return super()._model_generate(context, max_length, stop, **generation_kwargs)
+
+    return EndTokensHFLM
 
 
 def adapter_rank(adapter_dir: Path) -> int:
@@ -264,6 +291,7 @@ class HarnessTasks:
     the configured chat-template and few-shot settings; metrics `harness/<task>/<metric>` on the harness's scale."""
 
     name = "harness"
+    computed = 0  # documents this rank computed in the latest evaluation (ranks.py)
 
     def __init__(self, cfg: Any) -> None:
         from omegaconf import OmegaConf
@@ -286,8 +314,10 @@ class HarnessTasks:
     def predictions_path(self, out_dir: Path) -> Path:
         return out_dir / f"predictions_{self.name}.jsonl"
 
-    def evaluate_with(self, engine: Engine, out_dir: Path) -> dict[str, float]:
+    def evaluate_with(self, engine: Engine, out_dir: Path) -> dict[str, float] | None:
+        from .. import dist
         from ..files import write_jsonl
+        from .ranks import docs_computed
 
         results, samples = evaluate(self.tasks, engine, bool(self.settings["apply_chat_template"]),
                                     num_fewshot=self.settings["num_fewshot"],
@@ -299,5 +329,9 @@ class HarnessTasks:
             metrics.update({f"harness/{task}/{m}": v for m, v in values.items()})
             metrics[f"harness/{task}/n"] = len(samples.get(task, []))
             rows += prediction_rows(samples.get(task, []), (), [m.split(",")[0] for m in values], task=task)
+        docs = sum(len({s["doc_id"] for s in samples.get(task, [])}) for task in self.names)
+        self.computed = docs_computed(engine.lm(), docs)
+        if not dist.is_main():  # the main rank holds the same results and writes them
+            return None
         write_jsonl(self.predictions_path(out_dir), rows)
         return metrics

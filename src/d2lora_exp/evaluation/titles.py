@@ -35,8 +35,10 @@ class TitlesRouge(Evaluator):
             "generation_kwargs": {"until": [], "do_sample": False, "max_gen_toks": int(self.eval_cfg.max_new_tokens)}},
             metrics={"rouge1": "rouge1", "rouge2": "rouge2", "rougeL": "rougeL"}, keep=("abstract", "title"))
 
-    def evaluate_with(self, engine, out_dir: Path) -> dict[str, float]:
+    def evaluate_with(self, engine, out_dir: Path) -> dict[str, float] | None:
         metrics = super().evaluate_with(engine, out_dir)
+        if metrics is None:  # not the main rank
+            return None
         rows = [json.loads(line) for line in self.predictions_path(out_dir).read_text().splitlines()]
         low, high = bootstrap_ci([100.0 * row["rougeL"] for row in rows])
         return {**metrics, "rougeL_ci95_low": low, "rougeL_ci95_high": high}

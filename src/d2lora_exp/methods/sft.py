@@ -16,7 +16,10 @@ def make_config(args: dict[str, Any], method_cfg: Any):
 
     from . import trl_args
 
-    return trl_args(SFTConfig, {"completion_only_loss": True, **args}, "method=sft")
+    values = {"completion_only_loss": True, **args}
+    if values.get("padding_free"):  # TRL enforces no max_length then: training.fit_rows has (train.overlong)
+        values["max_length"] = None
+    return trl_args(SFTConfig, values, "method=sft")
 
 
 def build_trainer(model, tokenizer, dataset, config, method_cfg: Any, callbacks: list):

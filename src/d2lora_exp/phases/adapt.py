@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import adapters, checkpointing, dist, inits, training
+from .. import adapters, checkpointing, dist, fsdp, inits, modeling, training
 from . import record
 from .prepare import Plan, calibration_batches
 
@@ -48,12 +48,20 @@ def run(plan: Plan, model, warmup_dir: Path | None, wandb_run,
     cfg = plan.cfg
     start = {"digest": adapters.live_digest(model), "lora_b_norm": adapters.lora_b_norm(model)}
     log.info("adaptation: %s on %d %s rows", cfg.method.name, len(plan.train_rows), plan.task.name)
-    key = record.checkpoint_key(record.config_hash(cfg))
+    key = record.checkpoint_key(record.config_hash(cfg), fsdp.enabled(cfg))
     callbacks = training.callbacks("adapt", wandb_run, cfg.train, key)
     trainer = plan.method.build_trainer(model, plan.tokenizer, plan.train_rows, plan.adapt_config, cfg.method, callbacks)
     stats = training.train(trainer, "adapt", carried.checkpoint)
     model = trainer.model
     adapter_dir = adapters.save(model, plan.out_dir / "adapter", initial_dir=initial)
+    if fsdp.is_sharded(model):
+        # Evaluated unsharded: the saved adapter on a fresh base on every rank (each rank then evaluates its share of
+        # the rows). A sharded forward needs every rank in every forward pass, which per-rank rows cannot give. The
+        # trainer's shards, optimizer and gradients are released first: FSDP runs are those short of memory.
+        fsdp.release(trainer)
+        del trainer, model
+        model = adapters.load_frozen(modeling.load_model(plan.model_source, cfg.model, plan.device, plan.dtype),
+                                     adapter_dir)
     if dist.is_main():
         checkpointing.remove(Path(plan.adapt_config.output_dir))
     return model, {**stats, "init_seconds": init_seconds, "start": start, "adapter": str(adapter_dir),

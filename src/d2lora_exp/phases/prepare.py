@@ -16,7 +16,7 @@ import torch
 from datasets import Dataset
 from omegaconf import DictConfig, OmegaConf
 
-from .. import dist, evaluation, inits, modeling, settings, tracking, training
+from .. import dist, evaluation, fsdp, inits, modeling, settings, tracking, training
 from ..config import init_label
 from ..data import build as data_build
 from ..data import sources, subsets
@@ -128,15 +128,18 @@ def _calibration_texts(cfg: DictConfig, tokenizer) -> list[str] | None:
     return [p + c for p, c in zip(rows["prompt"], rows["completion"])]
 
 
-STRATEGIES = ("ddp",)  # `fsdp` is planned (issue #16), not built
+STRATEGIES = ("ddp", fsdp.STRATEGY)
 
 
 def dist_check(cfg: DictConfig) -> None:
     """How the processes of a launcher share the work (`dist=...`), and enough GPUs for them, before the model loads."""
     strategy = cfg.dist.strategy
     if strategy not in STRATEGIES:
-        raise UserError(f"dist.strategy={strategy!r} is not available yet (FSDP is planned, issue #16): use dist=ddp, "
-                        "which holds a whole copy of the model on every GPU.")
+        raise UserError(f"dist.strategy={strategy!r} is not one of {list(STRATEGIES)}: use dist=ddp (a whole copy of "
+                        "the model on every GPU) or dist=fsdp (the model sharded across them).")
+    fsdp.check(cfg)
+    if fsdp.enabled(cfg) and resolve_device(cfg.device) == "cpu":
+        fsdp.enable_on_cpu()
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     if dist.active() and resolve_device(cfg.device) == "cuda" and torch.cuda.device_count() < local:
         raise UserError(f"{local} processes per node need {local} GPUs, {torch.cuda.device_count()} are visible: "
@@ -163,10 +166,12 @@ def prepare(cfg: DictConfig, out_dir: Path) -> Plan:
     modeling.check_target_modules(model_config, model_source,
                                   OmegaConf.to_container(cfg.lora, resolve=True)["target_modules"])
     train_rows, subset_hash, pool_size, n = _train_rows(method, task, cfg, requested, tokenizer)
-    adapt_config = method.make_config(training.trainer_args(cfg, adapt_checkpoints(out_dir), cfg.method, device, dtype, "method"),
-                                      cfg.method)
-    train_rows, overlong_rows = training.fit_rows(train_rows, tokenizer, adapt_config.max_length, cfg.train.overlong,
+    args = training.trainer_args(cfg, adapt_checkpoints(out_dir), cfg.method, device, dtype, "method")
+    adapt_config = method.make_config(args, cfg.method)
+    train_rows, overlong_rows = training.fit_rows(train_rows, tokenizer, int(args["max_length"]), cfg.train.overlong,
                                                   f"{task.name} training")
+    if cfg.train.group_by_length and method.DATASET_KIND == "preference":
+        train_rows = training.with_lengths(train_rows, tokenizer)
     warmup_plan = warmup.plan(cfg, tokenizer, model_source, out_dir, device, dtype) if cfg.init.warmup else None
     base = cfg.init.get("base", "default")
     return Plan(cfg=cfg, out_dir=out_dir, device=device, dtype=dtype, init_base=base,

@@ -26,8 +26,8 @@ from typing import Any
 from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
-from .. import dist, provenance, resources, tracking
-from ..checkpointing import Checkpoint, latest
+from .. import cost, dist, provenance, resources, tracking
+from ..checkpointing import Checkpoint, latest, layout_key
 from ..errors import UserError
 from ..files import write_json_atomic
 from ..fingerprint import library_versions, stable_hash
@@ -118,10 +118,11 @@ def previous_result(out_dir: Path, digest: str, carried: Carried | None = None) 
     return None
 
 
-def checkpoint_key(digest: str) -> str:
+def checkpoint_key(digest: str, sharded: bool) -> str:
     """Whose adaptation checkpoints these are: the run's config and the library versions (a job requeued after an
-    upgrade starts its phase again rather than resume the state another version wrote)."""
-    return stable_hash({"config": digest, "versions": library_versions()})
+    upgrade starts its phase again rather than resume the state another version wrote), in the layout of a sharded
+    run or not (checkpointing.layout_key)."""
+    return layout_key(stable_hash({"config": digest, "versions": library_versions()}), sharded)
 
 
 @dataclass
@@ -133,7 +134,7 @@ class Carried:
     checkpoint: Checkpoint | None = None  # the adaptation checkpoint to resume from (files verified once, here)
 
 
-def carried_over(out_dir: Path, digest: str) -> Carried:
+def carried_over(out_dir: Path, digest: str, sharded: bool) -> Carried:
     """Read before previous_result moves the attempt aside: a run stopped after its adaptation (e.g. a signal
     during evaluation) keeps its adapter, and one stopped inside a phase logs on into the same W&B run."""
     from ..adapters import file_digest
@@ -146,7 +147,7 @@ def carried_over(out_dir: Path, digest: str) -> Carried:
         return Carried()
     adapt, adapter = data.get("adapt"), out_dir / ADAPTER
     finished = adapt if adapt and adapter.is_dir() and file_digest(adapter) == adapt.get("digest") else None
-    checkpoint = latest(out_dir / CHECKPOINTS / "adapt", checkpoint_key(digest))
+    checkpoint = latest(out_dir / CHECKPOINTS / "adapt", checkpoint_key(digest, sharded))
     resumable = finished is not None or checkpoint is not None
     return Carried((data.get("wandb_run") or {}).get("id") if resumable else None, finished, checkpoint)
 
@@ -224,7 +225,8 @@ class Record:
         self.update(timings=self.timings)
 
     def complete(self, metrics: dict[str, float], metric: str) -> dict[str, Any]:
-        self.update(metrics=metrics, metric=metric, score=metrics.get(metric), status="complete")
+        self.update(metrics=metrics, metric=metric, score=metrics.get(metric), cost=cost.of_run(self.data, self.timings),
+                    status="complete")
         if self.wandb_run is not None:
             d = self.data
             summary = {"data_size": d["data_size"], "init": d["init"], "method": d["method"], "task": d["task"],

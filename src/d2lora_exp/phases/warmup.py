@@ -20,7 +20,7 @@ import torch
 from datasets import Dataset
 from omegaconf import DictConfig, OmegaConf
 
-from .. import adapters, chat, checkpointing, dist, inits, interrupt, modeling, tracking, training
+from .. import adapters, chat, checkpointing, dist, fsdp, inits, interrupt, modeling, tracking, training
 from ..build_once import build_once, read_record
 from ..data import sources
 from ..errors import UserError
@@ -106,7 +106,7 @@ def plan(cfg: DictConfig, tokenizer, model_source: str, out_dir: Path, device: s
     material = key_material(cfg, model_source, str(dtype).removeprefix("torch."))
     args = training.trainer_args(cfg, checkpoint_dir(cfg, stable_hash(material)), cfg.warmup, device, dtype, "warmup")
     config = get_method("sft").make_config(args, cfg.method)
-    rows, overlong = training.fit_rows(rows, tokenizer, config.max_length, cfg.train.overlong, "warm-up")
+    rows, overlong = training.fit_rows(rows, tokenizer, int(args["max_length"]), cfg.train.overlong, "warm-up")
     return WarmupPlan(rows=rows, trl_config=config, overlong_rows=overlong, material=material)
 
 
@@ -125,7 +125,8 @@ def _train(plan, model, target: Path):
     checkpoints = Path(warm.trl_config.output_dir)
     # A resumed warm-up logs on into the W&B run of the attempt that wrote the checkpoint. Every rank resumes from
     # the checkpoint the main rank found.
-    resume = dist.on_main(checkpointing.latest, checkpoints, warm.key)
+    checkpoint_key = checkpointing.layout_key(warm.key, fsdp.enabled(cfg))  # a DDP warm-up's are not an FSDP one's
+    resume = dist.on_main(checkpointing.latest, checkpoints, checkpoint_key)
     id_file = checkpoints / WANDB_ID  # absent when the attempt that wrote the checkpoint had W&B off
     wandb_id = id_file.read_text().strip() if resume is not None and id_file.is_file() else None
     wrun = tracking.start(cfg.wandb, plan.wandb_mode, plan.out_dir / WANDB_DIR, f"warmup-{warm.key[:8]}-s{cfg.seed}",
@@ -138,17 +139,21 @@ def _train(plan, model, target: Path):
             (checkpoints / WANDB_ID).write_text(wrun.id)
         initial = target / "initial" if plan.init_base in inits.REWRITES_BASE else None
         model = inits.create(model, cfg.lora, plan.init_base, int(cfg.seed), calibration_batches(plan), initial)
-        callbacks = training.callbacks("warmup", wrun, cfg.train, warm.key)
+        callbacks = training.callbacks("warmup", wrun, cfg.train, checkpoint_key)
         trainer = get_method("sft").build_trainer(model, plan.tokenizer, warm.rows, warm.trl_config, cfg.method, callbacks)
         stats = training.train(trainer, "warmup", resume)
         adapters.save(model, target, initial_dir=initial)
         adapters.require_finite(target, "the warm-up diverged, so nothing was cached: lower warmup.learning_rate.")
         artifact = _log_artifact(plan, wrun, target, stats)
         finished = True
-        if initial is not None:
-            if dist.is_main():
-                shutil.rmtree(initial)
-            # The base in memory is the residual W - BA: reload the original for what follows.
+        if initial is not None and dist.is_main():
+            shutil.rmtree(initial)
+        if initial is not None or fsdp.is_sharded(model):
+            # The base in memory is the residual W - BA, or sharded by FSDP: reload the original for what follows
+            # (FSDP's shards, optimizer and gradients released first).
+            if fsdp.is_sharded(model):
+                fsdp.release(trainer)
+            del trainer, model
             model = modeling.load_model(plan.model_source, cfg.model, plan.device, plan.dtype)
         else:
             model = model.unload()  # back to the clean base; later phases load the saved adapter
@@ -190,6 +195,7 @@ def run(plan, model) -> tuple[Any, Path, dict[str, Any]]:
         checkpointing.remove(Path(plan.warmup.trl_config.output_dir))
     record = read_record(built.path, RECORD)
     summary = {k: record.get(k) for k in ("key", "train_loss", "first_loss", "last_loss", "steps", "rows", "trained_by",
-                                           "wandb_run", "wandb_artifact", "tokens", "total_flos")}
+                                           "wandb_run", "wandb_artifact", "tokens", "total_flos", "flops",
+                                           "seconds", "seconds_all_attempts", "sharded")}
     summary.update(reused=built.reused, adapter=str(built.path), digest=adapters.file_digest(built.path))
     return (model if built.reused else built.value), built.path, summary
