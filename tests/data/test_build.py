@@ -32,7 +32,7 @@ def test_built_once_reused_when_current_rebuilt_after_a_generator_change(tmp_pat
     assert not first.reused and _rows(math) == SIZES["math_train"]
     recorded = json.loads((tmp_path / "world" / MARKER).read_text())
     assert json.loads(recorded["stamp"]) == {"builder": "miniature", "generator": build.generator_digest(), "seed": 0,
-                                             "sizes": SIZES}
+                                             "world": 3, "sizes": SIZES}
     assert set(recorded["files"]) == {p.name for p in (tmp_path / "world").iterdir()} - {MARKER}
     mtime = math.stat().st_mtime_ns
     assert build.ensure(cfg).reused and math.stat().st_mtime_ns == mtime  # complete and current: reused
@@ -92,3 +92,18 @@ def test_smoke_and_full_world_use_different_dirs():
     smoke, full = (OmegaConf.to_container(OmegaConf.load(config_dir() / "data" / f"{name}.yaml"))["build"]
                    for name in ("smoke", "miniature"))
     assert smoke["dir"] != full["dir"] and smoke["sizes"] and "sizes" not in full
+
+
+def test_the_world_version_is_part_of_what_a_build_is(tmp_path):
+    """data.build.world=5 writes world v5's problems; a dir built for another version is rebuilt, never reused."""
+    v3 = _cfg(tmp_path)
+    build.ensure(v3)
+    v5 = OmegaConf.merge(v3, {"build": {"world": 5}})
+    assert not build.ensure(v5).reused
+    row = json.loads((tmp_path / "world" / "math_step_dpo.jsonl").read_text().splitlines()[0])
+    assert json.loads(json.loads((tmp_path / "world" / MARKER).read_text())["stamp"])["world"] == 5
+    step = (row["initial_reason_steps"] + row["full_chosen"]).splitlines()[0]
+    assert step.split(": ")[1] in row["prompt"]  # v5's steps quote the question
+    assert build.ensure(v5).reused and not build.ensure(v3).reused
+    with pytest.raises(UserError, match=r"data.build.world=True: choose one of \[3, 5\]"):
+        build.ensure(OmegaConf.merge(v3, {"build": {"world": True}}))

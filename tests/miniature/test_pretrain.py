@@ -16,17 +16,22 @@ from d2lora_exp.config import bundled_model
 from d2lora_exp.miniature import pretrain, world
 
 
-def _docs(n: int, seed: int = 0) -> list[str]:
-    return world.pretraining_corpus(world.World(seed), seed + 7, n)
+def _docs(n: int, seed: int = 0, version: int = 3) -> list[str]:
+    return world.pretraining_corpus(world.World(seed, version), seed + 7, n)
 
 
 @pytest.mark.e2e
-def test_pretraining_runs_is_deterministic_and_lowers_the_loss(tmp_path):
-    docs = _docs(300)
-    kw = dict(steps=8, batch_size=4, seq_len=64, warmup_steps=2, log_every=1, probe_n=3)
+@pytest.mark.parametrize("version", world.VERSIONS)
+def test_pretraining_runs_is_deterministic_and_lowers_the_loss(tmp_path, version):
+    docs = _docs(300, version=version)
+    kw = dict(steps=8, batch_size=4, seq_len=64, warmup_steps=2, log_every=1, probe_n=3, version=version,
+              copy_every=4)
     a = pretrain.pretrain(tmp_path / "a", docs, **kw)
     pretrain.pretrain(tmp_path / "b", docs, **kw)
-    assert set(a["probe"]) == {"arithmetic", "quiz", "word_problems", "n"} and a["probe"]["n"] == 3
+    copies = {"copy_operand", "computed"} | ({"copy_restate"} if version >= 5 else set())
+    assert set(a["probe"]) == {"arithmetic", "quiz", "word_problems", "n"} | copies and a["probe"]["n"] == 3
+    assert [set(h["copy_probe"]) for h in a["history"] if "copy_probe" in h] == [copies]  # at step 4 of 8
+    assert a["world"] == version
     wa, wb = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert a["history"][-1]["loss"] < a["history"][0]["loss"]
@@ -56,3 +61,16 @@ def test_the_shipped_model_knows_the_world_a_random_model_does_not(tmp_path):
     info = json.loads((Path(path) / "pretrain.json").read_text())
     assert info["seed"] == 0 and info["parameters"] == sum(p.numel() for p in shipped.parameters()) < 2_000_000
     assert all(getattr(shipped.config, k) == v for k, v in tiny_model.ARCHS["world"].items())
+
+
+def test_the_copy_probe_tells_copying_from_computing(tmp_path):
+    """The shipped v3 model computes results and copies operands far better than a random model; world v3 has no
+    quoted spans, so there is no copy_restate; in world v5 every step quotes one."""
+    path = bundled_model("tiny-world-llama")
+    shipped, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    random_model = AutoModelForCausalLM.from_pretrained(tiny_model.build(tmp_path / "random"))
+    trained, untrained = (pretrain.copy_probe(m, tokenizer, n=40) for m in (shipped, random_model))
+    assert set(trained) == {"copy_operand", "computed"}
+    assert trained["computed"] > untrained["computed"] + 30 and trained["copy_operand"] > untrained["copy_operand"] + 20
+    assert set(pretrain.copy_probe(random_model, tokenizer, n=5, version=5)) == {"copy_restate", "copy_operand",
+                                                                                 "computed"}

@@ -15,9 +15,15 @@ SIZES = {"corpus": 600, "warmup": 400, "chat_test": 50, "math_train": 400, "math
          "titles": 80, "arc": 120}
 
 
+@pytest.fixture(scope="module", params=W.VERSIONS, ids=lambda v: f"v{v}")
+def version(request) -> int:
+    """Every test of the written files runs on each world version: v5 changes the problems, not the schemas."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> dict[str, Path]:
-    return W.write_all(tmp_path_factory.mktemp("world0"), seed=0, sizes=SIZES)
+def built(tmp_path_factory, version) -> dict[str, Path]:
+    return W.write_all(tmp_path_factory.mktemp(f"world0-v{version}"), seed=0, sizes=SIZES, version=version)
 
 
 def jsonl(path: Path) -> list[dict]:
@@ -26,9 +32,9 @@ def jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
-def test_same_seed_identical_other_seed_different(built, tmp_path):
-    again = W.write_all(tmp_path / "again", seed=0, sizes=SIZES)
-    other = W.write_all(tmp_path / "other", seed=1, sizes=SIZES)
+def test_same_seed_identical_other_seed_different(built, version, tmp_path):
+    again = W.write_all(tmp_path / "again", seed=0, sizes=SIZES, version=version)
+    other = W.write_all(tmp_path / "other", seed=1, sizes=SIZES, version=version)
     assert set(again) == set(built) == set(W.FILES)
     for key, path in built.items():
         assert path.read_bytes() == again[key].read_bytes(), key
@@ -106,11 +112,11 @@ def test_gsm8k_schema_answers_and_disjoint_splits(built):
     assert not (train & val) and not (train & test) and not (val & test)
 
 
-def test_gsm8k_matches_math_style_solution():
+def test_gsm8k_matches_math_style_solution(version):
     """Both schemas are written from the same problems: the GSM8K solution is the Step solution reformatted."""
     import random
 
-    w = W.World(0)
+    w = W.World(0, version)
     rng = random.Random(5)
     for p in W._unique_problems(w, rng, 200, set()):
         m, g = W._math_row(rng, p), W.gsm8k_solution(p)
@@ -123,8 +129,8 @@ def test_gsm8k_matches_math_style_solution():
     assert not ({r["question"] for r in W.gsm8k_rows(w, 3, 50, exclude=taken)} & taken)
 
 
-def test_math_can_make_10k_distinct_prompts():
-    rows = W.math_rows(W.World(0), 0, 10_500)
+def test_math_can_make_10k_distinct_prompts(version):
+    rows = W.math_rows(W.World(0, version), 0, 10_500)
     assert len({r["prompt"] for r in rows}) == 10_500
 
 
@@ -154,7 +160,7 @@ def test_chat_test_is_held_out_and_mixes_the_warmup_kinds(built):
 
 def test_corpus_teaches_worked_problems_and_quizzes_without_task_conventions(built):
     text = built["corpus"].read_text(encoding="utf-8")
-    assert re.search(r"How many \w+ does \w+ have( now| left)?\? (First|We know|Work it out|\d)", text)
+    assert re.search(r"How many \w+ does \w+ have( now| left)?\? (First|We know|Work it out|To begin|\d)", text)
     quiz = re.findall(r"Question: (.+)\nAnswer: (.+)", text)
     facts = {f.question: f.answer for f in W.World(0).facts()}
     assert len(quiz) > 50 and all(facts[q] == a for q, a in quiz)
@@ -337,6 +343,14 @@ def test_held_out_problems_never_inside_a_training_prompt(built):
                    "the generator dedupes whole questions only, and fixing it changes the full world's data")
 def test_full_world_held_out_problems_never_inside_a_training_prompt(tmp_path):
     paths = W.write_all(tmp_path / "full", seed=0)
+    train = [r["prompt"] for r in jsonl(paths["math_train"])]
+    held = [r["prompt"] for r in jsonl(paths["math_validation"])] + [r["question"] for r in jsonl(paths["gsm8k_test"])]
+    assert not _shared_problems(train, held)
+
+
+def test_full_world_v5_held_out_problems_never_inside_a_training_prompt(tmp_path):
+    """World v5 dedupes problems without their town prefix: no held-out problem is a training problem."""
+    paths = W.write_all(tmp_path / "full", seed=0, version=5)
     train = [r["prompt"] for r in jsonl(paths["math_train"])]
     held = [r["prompt"] for r in jsonl(paths["math_validation"])] + [r["question"] for r in jsonl(paths["gsm8k_test"])]
     assert not _shared_problems(train, held)

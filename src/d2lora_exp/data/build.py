@@ -25,9 +25,9 @@ BUILDERS = ("miniature",)
 def generator_digest() -> str:
     """The miniature world generator's source (and the JSONL writer it uses), hashed: what determines every byte."""
     from .. import files
-    from ..miniature import world
+    from ..miniature import chains, world
 
-    return stable_hash([file_sha256(world.__file__), file_sha256(files.__file__)])
+    return stable_hash([file_sha256(world.__file__), file_sha256(chains.__file__), file_sha256(files.__file__)])
 
 
 def sizes(build_cfg: Any) -> dict[str, int]:
@@ -45,10 +45,20 @@ def sizes(build_cfg: Any) -> dict[str, int]:
     return {**world.DEFAULT_SIZES, **given}
 
 
+def version(build_cfg: Any) -> int:
+    """The world's version (`build.world`, default 3: the world every documented result up to v5 used)."""
+    from ..miniature import world
+
+    given = build_cfg.get("world", 3)
+    if isinstance(given, bool) or given not in world.VERSIONS:
+        raise UserError(f"data.build.world={given!r}: choose one of {list(world.VERSIONS)}.")
+    return int(given)
+
+
 def stamp(build_cfg: Any) -> str:
     """What the entry is: two builds with the same stamp write the same bytes."""
     return json.dumps({"builder": build_cfg.kind, "generator": generator_digest(), "seed": int(build_cfg.seed),
-                       "sizes": sizes(build_cfg)}, sort_keys=True)
+                       "world": version(build_cfg), "sizes": sizes(build_cfg)}, sort_keys=True)
 
 
 def ensure(data_cfg: Any) -> Built | None:
@@ -60,9 +70,9 @@ def ensure(data_cfg: Any) -> Built | None:
         raise UserError(f"unknown data.build.kind={build.kind!r}; choose one of {list(BUILDERS)}.")
     from ..miniature import world
 
-    seed, rows = int(build.seed), sizes(build)
+    seed, rows, v = int(build.seed), sizes(build), version(build)
 
     def write(tmp: Path) -> None:  # the paths write_all returns are the temporary dir's: not kept
-        world.write_all(tmp, seed=seed, sizes=rows)
+        world.write_all(tmp, seed=seed, sizes=rows, version=v)
 
     return build_once(Path(build.dir), stamp(build), write)

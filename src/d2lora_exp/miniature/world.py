@@ -20,6 +20,7 @@ import argparse
 import csv
 import math
 import random
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -109,11 +110,19 @@ def _made_up_name(rng: random.Random, taken: set[str], lo: int = 4, hi: int = 7)
             return name
 
 
-class World:
-    """Towns (with region, river, product, bridges), animals (colour, legs) and people (town, age, number)."""
+VERSIONS = (3, 5)  # 3: two-step problems (the default); 5: chains of 1-3 steps quoting the question (chains.py)
 
-    def __init__(self, seed: int = 0):
-        self.seed = seed
+
+class World:
+    """Towns (with region, river, product, bridges), animals (colour, legs) and people (town, age, number).
+
+    `version` picks the word-problem family and the corpus mix; the world itself (its entities and facts) is the
+    same for every version of a seed."""
+
+    def __init__(self, seed: int = 0, version: int = 3):
+        if version not in VERSIONS:
+            raise ValueError(f"unknown world version {version}; choose from {list(VERSIONS)}")
+        self.seed, self.version = seed, version
         rng = random.Random(f"world-{seed}")
         taken = {w for w in WORDS} | {p.lower() for p, _ in PEOPLE} | set(PRODUCTS) | set(COLOURS)
         cap = lambda s: s[0].upper() + s[1:]
@@ -280,6 +289,7 @@ class Problem:
     steps: tuple[tuple[int, str, int, int], ...]  # (x, op, y, result)
     person: str = ""
     item: tuple[str, str] = ("", "")  # (singular, plural) of what is counted
+    clauses: tuple[str, ...] = ()  # world v5: each step's verbatim span of the question
 
     @property
     def answer(self) -> int:
@@ -287,6 +297,10 @@ class Problem:
 
 
 def _problem(world: World, rng: random.Random) -> Problem:
+    if world.version >= 5:
+        from . import chains
+
+        return chains.problem(world, rng)
     while True:
         op1, op2, q_tpl, s_tpl = rng.choice(_PATTERNS)
         if op1 == "*":
@@ -320,6 +334,10 @@ _WORKED = ("First, {s1}. Then {s2}. So {P} has {N}.", "We know {s1}, and {s2}. {
 
 def worked_solution(rng: random.Random, p: Problem, result: int | None = None) -> str:
     """The problem's solution in prose; `result` replaces the last step's result (a wrong solution)."""
+    if p.clauses:
+        from . import chains
+
+        return chains.worked_solution(rng, p, result)
     (x1, op1, y1, r1), (x2, op2, y2, r2) = p.steps
     s1 = rng.choice(_SAY[op1]).format(x=x1, y=y1, r=r1)
     r2 = r2 if result is None else result
@@ -336,16 +354,25 @@ def _wrong(rng: random.Random, correct: int, ok) -> int:
     return correct + rng.choice(deltas)
 
 
+def core(question: str) -> str:
+    """A question without its optional "In <town>, " prefix: the same problem, with the same numbers and answer."""
+    return re.sub(r"^In [A-Z][a-z]+, ", "", question)
+
+
 def _unique_problems(world: World, rng: random.Random, n: int, exclude: set[str]) -> list[Problem]:
-    seen, out, tries = set(exclude), [], 0
+    """`n` distinct problems, none in `exclude`. From world v5 on, a problem with and without its town prefix
+    is the same problem (v3 compares whole questions, so 3 of its 800 held-out problems are training problems:
+    tests/miniature/test_world.py's xfail; fixing it in v3 would change the data its results were measured on)."""
+    key = core if world.version >= 5 else (lambda q: q)
+    seen, out, tries = {key(q) for q in exclude}, [], 0
     while len(out) < n:
         tries += 1
         if tries > 50 * n + 10_000:
             raise ValueError(f"could not draw {n} distinct word problems outside the {len(exclude)} excluded")
         p = _problem(world, rng)
-        if p.question in seen:
+        if key(p.question) in seen:
             continue
-        seen.add(p.question)
+        seen.add(key(p.question))
         out.append(p)
     return out
 
@@ -488,8 +515,17 @@ def _arith_doc(rng: random.Random) -> str:
 
 def _worked_doc(world: World, rng: random.Random) -> str:
     """One or two word problems, each followed by its worked solution in prose."""
-    return "\n".join(f"{p.question} {worked_solution(rng, p)}" for p in
-                     (_problem(world, rng) for _ in range(rng.randint(1, 2))))
+    return _fit(world, [f"{p.question} {worked_solution(rng, p)}" for p in
+                        (_problem(world, rng) for _ in range(rng.randint(1, 2)))], "\n")
+
+
+def _fit(world: World, parts: list[str], sep: str, limit: int = 400) -> str:
+    """World v5's 3-step problems are longer: drop trailing parts so a document stays within `limit` bytes (the
+    parts are drawn first, so v3, whose documents always fit, keeps every byte)."""
+    if world.version >= 5:
+        while len(parts) > 1 and len(sep.join(parts).encode()) > limit:
+            parts = parts[:-1]
+    return sep.join(parts)
 
 
 def _quiz_doc(world: World, rng: random.Random) -> str:
@@ -518,7 +554,7 @@ def _story_doc(world: World, rng: random.Random) -> str:
         else:
             stories.append(f"{p.name} had {a} {rng.choice(CONTAINERS)} with {_plural(b, item)} in each, "
                            f"so {p.pron} had {_plural(r, item)}.")
-    return " ".join(stories)
+    return _fit(world, stories, " ")
 
 
 def pretraining_corpus(world: World, seed: int, n_docs: int) -> list[str]:
@@ -528,7 +564,8 @@ def pretraining_corpus(world: World, seed: int, n_docs: int) -> list[str]:
     Fact documents cycle through every town, animal and person (in a shuffled order), so every fact
     is stated once the corpus has more fact documents (about 22% of all) than the world has entities.
     World v3 added the quizzes (8%) and the worked problems (20%): with v2's corpus the base model
-    scored ARC near chance and could not copy a question's numbers into a solution.
+    scored ARC near chance and could not copy a question's numbers into a solution. World v5 gives 10 of the
+    arithmetic's 27% to recall documents (chains.recall_doc), which teach copying from the context.
     """
     rng = random.Random(f"corpus-{seed}")
     entities = list(world.towns) + list(world.animals) + list(world.people)
@@ -543,8 +580,12 @@ def pretraining_corpus(world: World, seed: int, n_docs: int) -> list[str]:
             docs.append(_fact_doc(world, rng, order.pop()))
         elif u < 0.3:
             docs.append(_quiz_doc(world, rng))
-        elif u < 0.57:
+        elif u < (0.47 if world.version >= 5 else 0.57):
             docs.append(_arith_doc(rng))
+        elif u < 0.57:  # world v5: recall documents take 10 of arithmetic's 27%
+            from . import chains
+
+            docs.append(chains.recall_doc(world, rng))
         elif u < 0.65:
             docs.append(_story_doc(world, rng))
         elif u < 0.85:
@@ -571,7 +612,7 @@ def _warmup_pair(world: World, rng: random.Random, exclude: set[str] | frozenset
     kind = rng.randrange(7)
     if kind == 6:  # like the real mix's distilabel-math rows: word problems solved in prose
         p = _problem(world, rng)
-        while p.question in exclude:
+        while p.question in exclude or (world.version >= 5 and core(p.question) in exclude):
             p = _problem(world, rng)
         wrong = _wrong(rng, p.answer, lambda v: True)
         return "distilabel-math-preference-dpo", p.question, worked_solution(rng, p), worked_solution(rng, p, wrong)
@@ -634,6 +675,8 @@ def warmup_rows(world: World, seed: int, n: int, exclude: set[str] | frozenset =
     Word problems whose question is in `exclude` (the math tasks' prompts) are never drawn, so the
     warm-up cannot leak a test answer."""
     rng = random.Random(f"{name}-{seed}")
+    if world.version >= 5:  # a task problem with or without its town prefix is the same problem
+        exclude = set(exclude) | {core(q) for q in exclude}
     rows = []
     for _ in range(n):
         if rng.random() < toxic:
@@ -673,6 +716,10 @@ def chat_test_rows(world: World, seed: int, n: int, exclude: set[str]) -> list[d
 
 
 def _math_row(rng: random.Random, p: Problem) -> dict:
+    if p.clauses:
+        from . import chains
+
+        return chains.math_row(rng, p)
     (a, op1, b, r1), (_, op2, c, r2) = p.steps
     k = rng.randrange(2)
     if k == 0:
@@ -700,6 +747,10 @@ def math_rows(world: World, seed: int, n: int, exclude: set[str] | frozenset = f
 
 
 def gsm8k_solution(p: Problem) -> str:
+    if p.clauses:
+        from . import chains
+
+        return chains.gsm8k_solution(p)
     return "".join(f"{x} {op} {y} = {r}\n" for x, op, y, r in p.steps) + f"#### {p.answer}"
 
 
@@ -760,15 +811,15 @@ FILES = {"corpus": "corpus.txt", "warmup": "orpo_dpo_mix.jsonl", "chat_test": "c
          "gsm8k_test": "gsm8k_test.jsonl", "titles": "econ_titles.csv", "arc": "arc_easy_test.jsonl"}
 
 
-def write_all(out_dir: Path, seed: int = 0, sizes: dict | None = None) -> dict[str, Path]:
-    """Write every file of the miniature world into `out_dir`; returns {key: path} (keys as in FILES)."""
+def write_all(out_dir: Path, seed: int = 0, sizes: dict | None = None, version: int = 3) -> dict[str, Path]:
+    """Write every file of the miniature world (`version`: World's) into `out_dir`; returns {key: path}."""
     unknown = set(sizes or {}) - set(DEFAULT_SIZES)
     if unknown:
         raise ValueError(f"unknown sizes {sorted(unknown)}; choose from {sorted(DEFAULT_SIZES)}")
     size = {**DEFAULT_SIZES, **(sizes or {})}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    world = World(seed)
+    world = World(seed, version)
     paths = {k: out_dir / name for k, name in FILES.items()}
 
     docs = pretraining_corpus(world, seed, size["corpus"])
@@ -800,6 +851,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Write the miniature world's corpus and task data.")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--world", type=int, default=3, choices=VERSIONS, help="the world's version (default 3)")
     parser.add_argument("--size", action="append", default=[], metavar="KEY=N",
                         help=f"rows (documents for the corpus) of one file; keys: {', '.join(DEFAULT_SIZES)}")
     args = parser.parse_args(argv)
@@ -811,7 +863,7 @@ def main(argv: list[str] | None = None) -> None:
         sizes[key] = int(n)
     start = time.perf_counter()
     try:
-        paths = write_all(args.out, seed=args.seed, sizes=sizes)
+        paths = write_all(args.out, seed=args.seed, sizes=sizes, version=args.world)
     except ValueError as err:
         parser.error(str(err))
     for key, path in paths.items():
