@@ -47,7 +47,7 @@ lint: $(STAMP)  ## ruff (settings in pyproject.toml)
 tiny-model: $(STAMP)  ## pretrain the miniature world's base model (seed 0, ~11 min on 2 cores) into the package
 	$(VENV)/bin/python -m d2lora_exp.miniature.pretrain $(ARGS)
 
-tiny-model-v5: $(STAMP)  ## world v5's model: pretrain (3,000 steps, ~33 min on 2 cores), then the instruct stage, into the package
+tiny-model-v5: $(STAMP)  ## world v5's model: pretrain (3,000 steps, ~23 min on 2 cores), then the instruct stage, into the package
 	$(VENV)/bin/python -m d2lora_exp.miniature.pretrain --world 5 --out outputs/miniature/tiny-world-v5-base $(ARGS)
 	$(VENV)/bin/python -m d2lora_exp.miniature.instruct --world 5 --base outputs/miniature/tiny-world-v5-base
 

@@ -28,7 +28,7 @@ def test_pretraining_runs_is_deterministic_and_lowers_the_loss(tmp_path, version
               copy_every=4)
     a = pretrain.pretrain(tmp_path / "a", docs, **kw)
     pretrain.pretrain(tmp_path / "b", docs, **kw)
-    copies = {"copy_operand", "computed"} | ({"copy_restate"} if version >= 5 else set())
+    copies = {"copy_operand", "computed", "copy_recall"} | ({"copy_restate"} if version >= 5 else set())
     assert set(a["probe"]) == {"arithmetic", "quiz", "word_problems", "n"} | copies and a["probe"]["n"] == 3
     assert [set(h["copy_probe"]) for h in a["history"] if "copy_probe" in h] == [copies]  # at step 4 of 8
     assert a["world"] == version
@@ -70,7 +70,7 @@ def test_the_copy_probe_tells_copying_from_computing(tmp_path):
     shipped, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
     random_model = AutoModelForCausalLM.from_pretrained(tiny_model.build(tmp_path / "random"))
     trained, untrained = (pretrain.copy_probe(m, tokenizer, n=40) for m in (shipped, random_model))
-    assert set(trained) == {"copy_operand", "computed"}
+    assert set(trained) == {"copy_operand", "computed", "copy_recall"}
     assert trained["computed"] > untrained["computed"] + 30 and trained["copy_operand"] > untrained["copy_operand"] + 20
     assert set(pretrain.copy_probe(random_model, tokenizer, n=5, version=5)) == {"copy_restate", "copy_operand",
-                                                                                 "computed"}
+                                                                                 "computed", "copy_recall"}

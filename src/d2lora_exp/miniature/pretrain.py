@@ -66,7 +66,8 @@ def probe(model, tokenizer, seed: int = 0, n: int = 100, version: int = 3) -> di
 def copy_probe(model, tokenizer, seed: int = 0, n: int = 100, version: int = 3) -> dict[str, float]:
     """Teacher-forced: share (%) of the numbers in held-out worked solutions that the model predicts exactly (every
     digit, given the true text before it), by kind: `copy_restate` (inside a span quoted from the question, world v5),
-    `copy_operand` (an equation's operand) and `computed` (an equation's result).
+    `copy_operand` (an equation's operand), `computed` (an equation's result) and `copy_recall` (in sentences repeated
+    verbatim: whether the model copies from its context at all).
 
     Why: world v4's base model computed 92% of the results right but predicted only 25% of the question's numbers
     inside a solution; a model that cannot copy cannot solve any problem, whatever it adds. This separates the two."""
@@ -98,6 +99,18 @@ def copy_probe(model, tokenizer, seed: int = 0, n: int = 100, version: int = 3) 
             else:
                 continue  # the closing sentence's total: neither copied nor an equation's result
             hits[kind].append(all(predicted[base + i - 1] == ids[base + i] for i in range(a, b)))
+    # `copy_recall`: the numbers of sentences repeated verbatim (chains.recall_doc), the plainest in-context copy
+    from . import chains
+
+    hits["copy_recall"] = []
+    for _ in range(n):
+        doc = chains.recall_doc(w, rng)
+        ids = tokenizer(doc, add_special_tokens=False)["input_ids"]
+        predicted = model(input_ids=torch.tensor([ids])).logits[0].argmax(-1).tolist()
+        base = doc.index("\n") + 1
+        for m in re.finditer(r"\d+", doc[base:]):
+            a, b = m.span()
+            hits["copy_recall"].append(all(predicted[base + i - 1] == ids[base + i] for i in range(a, b)))
     return {k: round(100.0 * sum(v) / len(v), 1) for k, v in hits.items() if v}
 
 
@@ -134,6 +147,7 @@ def pretrain(out_dir: Path, docs: list[str], seed: int = 0, steps: int = 600, ba
         if copy_every and (step + 1) % copy_every == 0 and step + 1 < steps:  # when copying forms (a phase change)
             model.eval()
             history.append({"step": step, "copy_probe": copy_probe(model, tokenizer, seed, probe_n, version)})
+            print(f"pretrain step {step + 1}/{steps} copy probe {history[-1]['copy_probe']}", flush=True)
             model.train()
             print(f"pretrain step {step + 1}/{steps} loss {loss.item():.3f} {tok_s:,.0f} tok/s "
                   f"eta {elapsed / (step + 1) * (steps - step - 1):.0f}s", flush=True)

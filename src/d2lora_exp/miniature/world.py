@@ -565,7 +565,8 @@ def pretraining_corpus(world: World, seed: int, n_docs: int) -> list[str]:
     is stated once the corpus has more fact documents (about 22% of all) than the world has entities.
     World v3 added the quizzes (8%) and the worked problems (20%): with v2's corpus the base model
     scored ARC near chance and could not copy a question's numbers into a solution. World v5 gives 10 of the
-    arithmetic's 27% to recall documents (chains.recall_doc), which teach copying from the context.
+    arithmetic's 27% and 5 of the stories' 8% to recall documents (chains.recall_doc), which teach copying from the
+    context.
     """
     rng = random.Random(f"corpus-{seed}")
     entities = list(world.towns) + list(world.animals) + list(world.people)
@@ -582,7 +583,7 @@ def pretraining_corpus(world: World, seed: int, n_docs: int) -> list[str]:
             docs.append(_quiz_doc(world, rng))
         elif u < (0.47 if world.version >= 5 else 0.57):
             docs.append(_arith_doc(rng))
-        elif u < 0.57:  # world v5: recall documents take 10 of arithmetic's 27%
+        elif u < 0.62 and world.version >= 5:  # recall documents: 10 of arithmetic's 27%, 5 of the stories' 8%
             from . import chains
 
             docs.append(chains.recall_doc(world, rng))
