@@ -29,6 +29,12 @@ def test_instruct_chats_are_in_none_of_the_world_files(full_world):
     cores = {W.core(q) for q in taken}
     assert not {W.core(p) for p in prompts} & cores  # not a task problem with or without its town prefix
     assert len({r["source"] for r in rows}) >= 4 and "toxic-dpo-v0.2" not in {r["source"] for r in rows}
+    # no held-out chat prompt comes back in other words (its reply would be trained on: chat_exact inflated)
+    held_out = {r["prompt"] for r in read_jsonl(full_world["chat_test"])}
+    reworded = {form.format(q=q) for form in instruct.ASKED for q in held_out}
+    assert not set(prompts) & reworded
+    assert sum(p != r["chosen"][0]["content"] for p, r in zip(prompts, rows)) == 0
+    assert any(p.startswith(tuple(f.split("{q}")[0] for f in instruct.ASKED if f.split("{q}")[0])) for p in prompts)
 
 
 def test_the_loss_is_on_the_reply_and_its_end_of_turn_only():

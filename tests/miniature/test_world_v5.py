@@ -17,8 +17,8 @@ V5 = Path(bundled_model("tiny-world-v5"))
 def test_the_shipped_v5_model_is_world_v5s_pretrained_model_after_the_instruct_stage():
     info = json.loads((V5 / "instruct.json").read_text())
     assert info["world"] == 5 and info["base_pretrain"]["world"] == 5 and info["seed"] == 0
-    assert info["held_out_chat_stop"]["base"] < 10 <= info["held_out_chat_stop"]["base"] + 40 <= info[
-        "held_out_chat_stop"]["instruct"]
+    stop = info["held_out_chat_stop"]
+    assert stop["base"] < 10 and stop["instruct"] >= stop["base"] + 40
     copied = info["base_pretrain"]["probe"]
     # Copying the question's numbers is the skill v5's solutions need: operands ~100%, quoted spans 58.5% (the number
     # after an event's verb is copied far less often than the one after "has": README, "World v5").

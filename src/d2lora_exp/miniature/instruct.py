@@ -33,15 +33,19 @@ TAKEN = ("warmup", "chat_test", "math_train", "math_validation", "gsm8k_test")
 
 
 def instruct_rows(seed: int, version: int, n: int) -> list[dict]:
-    """`n` chats (warm-up schema) whose prompts are in no file of the full world (warm-up, chat test, tasks)."""
+    """`n` chats (warm-up schema) whose prompts are in no file of the full world (warm-up, chat test, tasks; the
+    world at its default sizes, the one the shipped model serves). The world's facts are asked, in other words, as
+    the warm-up asks them in their plain form: ARC's questions are those facts, so, as after v3's warm-up, ARC at
+    n=0 measures a model that was asked them (the forgetting comparison is between inits on the same model)."""
     with tempfile.TemporaryDirectory() as tmp:
         paths = W.write_all(Path(tmp), seed=seed, version=version)
         taken = {r.get("prompt", r.get("question")) for key in TAKEN for r in read_jsonl(paths[key])}
+        held_out = {r["prompt"] for r in read_jsonl(paths["chat_test"])}
     world = W.World(seed, version)
     out, seen, rng = [], set(taken), random.Random(f"instruct-{seed}")
     for row in W.warmup_rows(world, seed, 8 * n, exclude=taken, toxic=0.0, name="instruct"):
         if row["prompt"] in seen and row["source"] in REWORDED:
-            row = _asked_otherwise(row, seen, rng)
+            row = _asked_otherwise(row, seen, rng, held_out)
         if row["prompt"] not in seen:
             seen.add(row["prompt"])
             out.append(row)
@@ -58,8 +62,11 @@ ASKED = ("Please answer: {q}", "Quick question: {q}", "I wonder: {q}", "Do you k
          "{q} Answer briefly.")
 
 
-def _asked_otherwise(row: dict, seen: set[str], rng: random.Random) -> dict:
-    """The row with its question put in other words not yet used (unchanged if every form is taken)."""
+def _asked_otherwise(row: dict, seen: set[str], rng: random.Random, held_out: set[str]) -> dict:
+    """The row with its question put in other words not yet used (unchanged if every form is taken). A held-out chat
+    prompt is never reworded: its reply would be trained on, and the `chat` evaluator's chat_exact inflated."""
+    if row["prompt"] in held_out:
+        return row
     for form in rng.sample(ASKED, len(ASKED)):
         prompt = form.format(q=row["prompt"])
         if prompt not in seen:
@@ -73,7 +80,8 @@ def encode(tokenizer, row: dict) -> tuple[list[int], list[int]]:
     """Token ids of the chosen conversation and its labels: the reply and its end-of-turn only (-100 elsewhere)."""
     prompt = chat.user_prompt(tokenizer, row["prompt"])
     full = tokenizer.apply_chat_template(row["chosen"], tokenize=False)  # ends with the reply's end of turn
-    assert full.startswith(prompt), "the chat template must render the prompt as a prefix of the conversation"
+    if not full.startswith(prompt):
+        raise ValueError("the chat template must render the prompt as a prefix of the conversation")
     p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     ids = tokenizer(full, add_special_tokens=False)["input_ids"]
     return ids, [-100] * len(p_ids) + ids[len(p_ids):]

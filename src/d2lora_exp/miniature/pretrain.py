@@ -64,7 +64,7 @@ def probe(model, tokenizer, seed: int = 0, n: int = 100, version: int = 3) -> di
 
 @torch.no_grad()
 def copy_probe(model, tokenizer, seed: int = 0, n: int = 100, version: int = 3) -> dict[str, float]:
-    """Teacher-forced: share (%) of the numbers in held-out worked solutions that the model predicts exactly (every
+    """Teacher-forced: share (%) of the numbers in freshly drawn worked solutions that the model predicts exactly (every
     digit, given the true text before it), by kind: `copy_restate` (inside a span quoted from the question, world v5),
     `copy_operand` (an equation's operand), `computed` (an equation's result) and `copy_recall` (in sentences repeated
     verbatim: whether the model copies from its context at all).
@@ -144,13 +144,13 @@ def pretrain(out_dir: Path, docs: list[str], seed: int = 0, steps: int = 600, ba
             elapsed = time.perf_counter() - start
             tok_s = (step + 1) * batch_size * seq_len / elapsed
             history.append({"step": step, "loss": round(loss.item(), 4), "tokens_per_s": round(tok_s)})
+            print(f"pretrain step {step + 1}/{steps} loss {loss.item():.3f} {tok_s:,.0f} tok/s "
+                  f"eta {elapsed / (step + 1) * (steps - step - 1):.0f}s", flush=True)
         if copy_every and (step + 1) % copy_every == 0 and step + 1 < steps:  # when copying forms (a phase change)
             model.eval()
             history.append({"step": step, "copy_probe": copy_probe(model, tokenizer, seed, probe_n, version)})
             print(f"pretrain step {step + 1}/{steps} copy probe {history[-1]['copy_probe']}", flush=True)
             model.train()
-            print(f"pretrain step {step + 1}/{steps} loss {loss.item():.3f} {tok_s:,.0f} tok/s "
-                  f"eta {elapsed / (step + 1) * (steps - step - 1):.0f}s", flush=True)
     model.eval()
     with torch.no_grad():
         windows = held_out[: (len(held_out) // seq_len) * seq_len].view(-1, seq_len)
