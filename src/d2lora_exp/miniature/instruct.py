@@ -32,15 +32,22 @@ from . import world as W
 TAKEN = ("warmup", "chat_test", "math_train", "math_validation", "gsm8k_test")
 
 
-def instruct_rows(seed: int, version: int, n: int) -> list[dict]:
+def world_files(seed: int, version: int) -> dict[str, list[dict]]:
+    """The rows of the full world's files the instruct stage must stay out of (TAKEN), written once to a temporary dir."""
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = W.write_all(Path(tmp), seed=seed, version=version)
+        return {key: read_jsonl(paths[key]) for key in TAKEN}
+
+
+def instruct_rows(seed: int, version: int, n: int, files: dict[str, list[dict]] | None = None) -> list[dict]:
     """`n` chats (warm-up schema) whose prompts are in no file of the full world (warm-up, chat test, tasks; the
     world at its default sizes, the one the shipped model serves). The world's facts are asked, in other words, as
     the warm-up asks them in their plain form: ARC's questions are those facts, so, as after v3's warm-up, ARC at
-    n=0 measures a model that was asked them (the forgetting comparison is between inits on the same model)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = W.write_all(Path(tmp), seed=seed, version=version)
-        taken = {r.get("prompt", r.get("question")) for key in TAKEN for r in read_jsonl(paths[key])}
-        held_out = {r["prompt"] for r in read_jsonl(paths["chat_test"])}
+    n=0 measures a model that was asked them (the forgetting comparison is between inits on the same model).
+    `files`: world_files(seed, version), when the caller has them already."""
+    files = files or world_files(seed, version)
+    taken = {r.get("prompt", r.get("question")) for rows in files.values() for r in rows}
+    held_out = {r["prompt"] for r in files["chat_test"]}
     world = W.World(seed, version)
     out, seen, rng = [], set(taken), random.Random(f"instruct-{seed}")
     for row in W.warmup_rows(world, seed, 8 * n, exclude=taken, toxic=0.0, name="instruct"):
@@ -106,9 +113,8 @@ def instruct(base: Path, out_dir: Path, seed: int = 0, version: int = 5, n: int 
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    rows = instruct_rows(seed, version, n)
-    with tempfile.TemporaryDirectory() as tmp:
-        held_out = read_jsonl(W.write_all(Path(tmp), seed=seed, version=version)["chat_test"])
+    files = world_files(seed, version)
+    rows, held_out = instruct_rows(seed, version, n, files), files["chat_test"]
     model.eval()
     before = chat_stop(model, tokenizer, held_out)
     examples = [encode(tokenizer, r) for r in rows]
@@ -135,20 +141,19 @@ def instruct(base: Path, out_dir: Path, seed: int = 0, version: int = 5, n: int 
                 history.append({"step": step, "loss": round(loss.item(), 4)})
                 print(f"instruct step {step}/{steps} loss {loss.item():.3f}", flush=True)
     model.eval()
+    pretrained = Path(base) / "pretrain.json"
+    base_pretrain = json.loads(pretrained.read_text()) if pretrained.exists() else None
+    if base_pretrain:
+        base_pretrain.pop("history", None)
     summary = {"seed": seed, "world": version, "chats": len(rows), "epochs": epochs, "batch_size": batch_size,
                "lr": lr, "steps": steps, "held_out_chat_stop": {"base": before, "instruct": chat_stop(
                    model, tokenizer, held_out)}, "held_out_n": len(held_out),
-               "base_pretrain": json.loads((Path(base) / "pretrain.json").read_text()) if (
-                   Path(base) / "pretrain.json").exists() else None,
-               "seconds": round(time.perf_counter() - start, 1), "history": history}
-    if summary["base_pretrain"]:
-        summary["base_pretrain"].pop("history", None)
-
+               "base_pretrain": base_pretrain, "seconds": round(time.perf_counter() - start, 1), "history": history}
     def save(tmp: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        if (Path(base) / "pretrain.json").exists():
-            shutil.copy2(Path(base) / "pretrain.json", tmp / "pretrain.json")
+        if pretrained.exists():
+            shutil.copy2(pretrained, tmp / "pretrain.json")
         (tmp / "instruct.json").write_text(json.dumps(summary, indent=2))
 
     build_once(Path(out_dir), json.dumps({k: v for k, v in summary.items() if k != "history"}, sort_keys=True), save)

@@ -147,6 +147,11 @@ class World:
         self.animal = {a.name: a for a in self.animals}
         self.person = {p.name: p for p in self.people}
 
+    def problem_key(self, question: str) -> str:
+        """What makes two word problems the same one: from v5 on, a question with and without its town prefix (v3
+        compares whole questions; changing that would change the data its results were measured on)."""
+        return core(question) if self.version >= 5 else question
+
     # ---- facts --------------------------------------------------------------------------------------
 
     def facts(self) -> list[Fact]:
@@ -363,7 +368,7 @@ def _unique_problems(world: World, rng: random.Random, n: int, exclude: set[str]
     """`n` distinct problems, none in `exclude`. From world v5 on, a problem with and without its town prefix
     is the same problem (v3 compares whole questions, so 3 of its 800 held-out problems are training problems:
     tests/miniature/test_world.py's xfail; fixing it in v3 would change the data its results were measured on)."""
-    key = core if world.version >= 5 else (lambda q: q)
+    key = world.problem_key
     seen, out, tries = {key(q) for q in exclude}, [], 0
     while len(out) < n:
         tries += 1
@@ -609,11 +614,11 @@ _OFF_TOPIC = ("I like the colour blue.", "The weather is nice today.", "I do not
 
 def _warmup_pair(world: World, rng: random.Random, exclude: set[str] | frozenset = frozenset()
                  ) -> tuple[str, str, str, str]:
-    """(source, question, good reply, bad reply). Word problems whose question is in `exclude` are redrawn."""
+    """(source, question, good reply, bad reply). Word problems whose `world.problem_key` is in `exclude` are redrawn."""
     kind = rng.randrange(7)
     if kind == 6:  # like the real mix's distilabel-math rows: word problems solved in prose
         p = _problem(world, rng)
-        while p.question in exclude or (world.version >= 5 and core(p.question) in exclude):
+        while world.problem_key(p.question) in exclude:
             p = _problem(world, rng)
         wrong = _wrong(rng, p.answer, lambda v: True)
         return "distilabel-math-preference-dpo", p.question, worked_solution(rng, p), worked_solution(rng, p, wrong)
@@ -676,8 +681,7 @@ def warmup_rows(world: World, seed: int, n: int, exclude: set[str] | frozenset =
     Word problems whose question is in `exclude` (the math tasks' prompts) are never drawn, so the
     warm-up cannot leak a test answer."""
     rng = random.Random(f"{name}-{seed}")
-    if world.version >= 5:  # a task problem with or without its town prefix is the same problem
-        exclude = set(exclude) | {core(q) for q in exclude}
+    exclude = {world.problem_key(q) for q in exclude}
     rows = []
     for _ in range(n):
         if rng.random() < toxic:
