@@ -9,7 +9,7 @@ SWEEP_DIR ?= outputs/sweeps/paper-math
 .PHONY: help install demo test test-unit test-e2e test-sweep lint data tiny-model clean report bench wheels \
 	sweep-learning-curves sweep-exp1 sweep-exp2-math sweep-exp2-titles sweep-forgetting sweep-low-data \
 	sweep-inits sweep-miniature sweep-miniature-math sweep-miniature-titles tune-miniature \
-	sweep-warmup-ablation tiny-model-v5
+	sweep-warmup-ablation tiny-model-v5 sweep-miniature-v5
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-24s %s\n", $$1, $$2}'
@@ -47,7 +47,7 @@ lint: $(STAMP)  ## ruff (settings in pyproject.toml)
 tiny-model: $(STAMP)  ## pretrain the miniature world's base model (seed 0, ~11 min on 2 cores) into the package
 	$(VENV)/bin/python -m d2lora_exp.miniature.pretrain $(ARGS)
 
-tiny-model-v5: $(STAMP)  ## world v5's model: pretrain (3,000 steps, ~23 min on 2 cores), then the instruct stage, into the package
+tiny-model-v5: $(STAMP)  ## world v5's model: pretrain (1,500 steps, ~12 min on 2 cores), then the instruct stage, into the package
 	$(VENV)/bin/python -m d2lora_exp.miniature.pretrain --world 5 --out outputs/miniature/tiny-world-v5-base $(ARGS)
 	$(VENV)/bin/python -m d2lora_exp.miniature.instruct --world 5 --base outputs/miniature/tiny-world-v5-base
 
@@ -87,6 +87,9 @@ sweep-miniature-math: $(STAMP)  ## the miniature world's math grid only
 
 sweep-miniature-titles: $(STAMP)  ## the miniature world's title grid only
 	$(SWEEP) miniature_titles $(ARGS)
+
+sweep-miniature-v5: $(STAMP)  ## world v5's curves: LoRA and D2LoRA x SFT x 0-1,000 math examples, 5 seeds (README, "World v5")
+	$(SWEEP) miniature_v5 $(ARGS)
 
 tune-miniature: $(STAMP)  ## the miniature world's learning-rate search on the validation split (LoRA baseline, n=2000)
 	$(SWEEP) miniature_tune $(ARGS)

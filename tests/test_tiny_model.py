@@ -48,3 +48,21 @@ def test_one_dict_of_architectures():
     assert set(tiny_model.ARCHS) == {"tiny", "world"}
     tok = tiny_model.build_tokenizer()
     assert tiny_model.config(tok, "world").num_hidden_layers == 4 and tiny_model.config(tok, "tiny").hidden_size == 64
+
+
+def test_word_tokenizer_makes_words_and_numbers_single_tokens_and_encodes_anything():
+    texts = ["Raj has 17 books and sells 2. How many books does Raj have left?"] * 50 + ["Ana buys 4 more pens."] * 50
+    tok = tiny_model.train_word_tokenizer(texts, vocab_size=320)
+    assert tok.get_vocab() == tiny_model.train_word_tokenizer(texts, vocab_size=320).get_vocab()  # deterministic
+    pieces = [tok.decode([i]) for i in tok(texts[0], add_special_tokens=False).input_ids]
+    assert {" has", " 17", " books", " sells"} <= set(pieces) and len(pieces) < len(texts[0]) / 3
+    text = "Héllo, 1,234 × 5 = ?\n unseen wörds"  # bytes it never saw still round-trip, after the prefix space
+    assert tok.decode(tok(text, add_special_tokens=False).input_ids) == " " + text
+    reply = tok(tok.apply_chat_template([{"role": "assistant", "content": "Ana has 17"}], tokenize=False),
+                add_special_tokens=False).input_ids
+    assert tok.convert_ids_to_tokens(reply)[2] == tok.convert_ids_to_tokens(tok(" Ana").input_ids)[0]  # as mid-text
+    prompt = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    ids = tok(prompt, add_special_tokens=False).input_ids
+    assert ids.count(tok.bos_token_id) == 1 and ids[0] == tok.bos_token_id and ids[-1] == tok.convert_tokens_to_ids(
+        "<|assistant|>")
+    assert tok.eos_token == "<|eot|>" and tok.pad_token == "<|pad|>" and tok.pad_token_id != tok.eos_token_id

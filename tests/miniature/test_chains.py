@@ -104,3 +104,34 @@ def test_the_entities_are_the_same_in_every_version():
     assert W.World(0, 3).facts() == W.World(0, 5).facts()
     with pytest.raises(ValueError, match="unknown world version 4"):
         W.World(0, 4)
+
+
+def _tail_event() -> re.Pattern:
+    """An event past chains.KNOWN with its number, in the present or the past tense."""
+    words = {w for e in chains.EVENTS[chains.KNOWN:] for w in (e[1].split()[0], e[2].split()[0])}
+    return re.compile(r"\b(" + "|".join(sorted(words)) + r") \d")
+
+
+def test_events_follow_a_long_tail_and_the_tail_never_says_more(problems):
+    """Zipf weights: the seven known events are the common ones, the rarest tail event still shows up (so the
+    accuracy a training set buys grows with its size); a tail event's verb alone tells its operation."""
+    seen = Counter(e for p in problems for e in chains.EVENTS if re.search(
+        r"\b" + e[1].replace("{n}", r"\d+") + r"(,|\.)", p.question))
+    ranked = [seen[e] for e in chains.EVENTS]
+    assert all(ranked) and ranked[0] > 5 * ranked[-1]
+    head = sum(ranked[: chains.KNOWN]) / sum(ranked)
+    assert 0.5 < head < 0.75, head
+    assert not [e for e in chains.EVENTS[chains.KNOWN:] if "more" in e[1]]
+    assert len({e[1].split()[0] for e in chains.EVENTS}) >= len(chains.EVENTS) - 1  # "gives" twice in the head
+
+
+def test_the_corpus_computes_only_with_known_events_and_only_recall_documents_name_the_tail():
+    """What the base model can learn about an event's arithmetic: the corpus's stories and worked solutions use the
+    KNOWN events only; recall documents copy tail events without any result, so the words are known, their
+    operations are not."""
+    tail = _tail_event()
+    docs = W.pretraining_corpus(W.World(0, 5), 0, 4000)
+    recall = [d for d in docs if re.search(r"\n(Again|To repeat|In short): ", d)]
+    assert not [d for d in docs if tail.search(d) and d not in recall]
+    assert sum(bool(tail.search(d)) for d in recall) > 0.3 * len(recall)
+    assert not [d for d in recall if re.search(r"\d+ [-+*] \d+ = \d+|, so ", d)]

@@ -37,6 +37,20 @@ def test_instruct_chats_are_in_none_of_the_world_files(full_world):
     assert any(p.startswith(tuple(f.split("{q}")[0] for f in instruct.ASKED if f.split("{q}")[0])) for p in prompts)
 
 
+def test_instruct_word_problems_hold_only_the_events_the_corpus_knows(full_world):
+    """The long tail of events (chains.EVENTS past KNOWN) is for the tasks and the warm-up to teach: the instruct
+    stage must not, or LoRA at n=0 would already know it. The tasks do hold tail events."""
+    import re
+
+    from d2lora_exp.miniature import chains
+
+    tail = re.compile(r"\b(" + "|".join(e[1].split()[0] for e in chains.EVENTS[chains.KNOWN:]) + r") \d")
+    problems = [r["prompt"] for r in instruct.instruct_rows(0, 5, 1500) if "How many" in r["prompt"]]
+    assert len(problems) > 100 and not [p for p in problems if tail.search(p)]
+    task = [r["prompt"] for r in read_jsonl(full_world["math_train"])]
+    assert sum(bool(tail.search(p)) for p in task) > 0.3 * len(task)
+
+
 def test_the_loss_is_on_the_reply_and_its_end_of_turn_only():
     from d2lora_exp import tiny_model
 
@@ -56,11 +70,12 @@ def test_instruct_trains_the_whole_model_and_records_what_it_did(tmp_path):
                       version=5, copy_every=0)
     summary = instruct.instruct(tmp_path / "base", tmp_path / "instruct", n=64, batch_size=16, lr=1e-2)
     assert summary["steps"] == 4 and summary["chats"] == 64 and summary["world"] == 5
-    assert set(summary["held_out_chat_stop"]) == {"base", "instruct"} and summary["held_out_n"] == 200
+    assert set(summary["held_out"]) == {"base", "instruct"} and summary["held_out_n"] == 200
+    assert all(set(v) == {"chat_stop", "chat_exact"} for v in summary["held_out"].values())
     assert summary["base_pretrain"]["steps"] == 4 and "history" not in summary["base_pretrain"]
     before, after = (load_file(str(tmp_path / d / "model.safetensors")) for d in ("base", "instruct"))
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert len(changed) == len(before)  # every tensor: instruction tuning is not an adapter
     written = json.loads((tmp_path / "instruct" / "instruct.json").read_text())
-    assert written["held_out_chat_stop"] == summary["held_out_chat_stop"]
+    assert written["held_out"] == summary["held_out"]
     assert (tmp_path / "instruct" / "pretrain.json").exists() and (tmp_path / "instruct" / MARKER).exists()

@@ -38,8 +38,15 @@ def test_pretraining_runs_is_deterministic_and_lowers_the_loss(tmp_path, version
     assert json.loads((tmp_path / "a" / "pretrain.json").read_text())["steps"] == 8
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "a")
     assert model.config.model_type == "llama" and model.config.num_hidden_layers == 4
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "a")
+    assert a["tokenizer"] == pretrain.DEFAULT_TOKENIZER[version] and a["vocab_size"] == len(tokenizer)
+    if a["tokenizer"] == "word":  # words are single tokens (world v5), bytes otherwise
+        assert len(tokenizer(" has", add_special_tokens=False)["input_ids"]) == 1
+        assert len(tokenizer) > 256 + len(tiny_model.SPECIAL_TOKENS)  # merges learnt
+    else:
+        assert len(tokenizer) == len(tiny_model.build_tokenizer())
     torch.manual_seed(0)  # the initial weights pretrain() drew: the saved ones are the trained ones
-    fresh = LlamaForCausalLM(tiny_model.config(tiny_model.build_tokenizer(), "world")).state_dict()
+    fresh = LlamaForCausalLM(tiny_model.config(tokenizer, "world")).state_dict()
     assert any(not torch.equal(wa[k], fresh[k]) for k in wa)
     assert json.loads((tmp_path / "a" / MARKER).read_text())["files"]["model.safetensors"]  # written by build_once
     assert (tmp_path / "a").stat().st_mode & 0o777 == 0o755 and not list(tmp_path.glob("a.tmp-*"))
@@ -74,3 +81,22 @@ def test_the_copy_probe_tells_copying_from_computing(tmp_path):
     assert trained["computed"] > untrained["computed"] + 30 and trained["copy_operand"] > untrained["copy_operand"] + 20
     assert set(pretrain.copy_probe(random_model, tokenizer, n=5, version=5)) == {"copy_restate", "copy_operand",
                                                                                  "computed", "copy_recall"}
+
+
+@pytest.mark.parametrize("kind", ["byte", "word"])
+def test_a_number_counts_as_copied_only_when_every_token_of_it_is_predicted(kind):
+    """The copy probe works on characters, whatever the tokenizer: " 17" is one token with the word tokenizer,
+    three bytes with the byte tokenizer; a number is exact only when all its tokens are the model's argmax."""
+    text = "Ana buys 17 more. Ana buys 17 more."
+    tok = (tiny_model.build_tokenizer() if kind == "byte"
+           else tiny_model.train_word_tokenizer([text] * 20, vocab_size=300))
+    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    perfect = ids[1:] + [0]  # the prediction after token i is token i + 1
+    start = text.rindex("17")
+    assert pretrain._exact(ids, offsets, perfect, start, start + 2)
+    last_digit = max(i for i, (a, b) in enumerate(offsets) if a < start + 2 and b > start)
+    wrong = list(perfect)
+    wrong[last_digit - 1] = tok.eos_token_id
+    assert not pretrain._exact(ids, offsets, wrong, start, start + 2)
+    assert pretrain._exact(ids, offsets, wrong, offsets[1][0], start - 1)  # the tokens before it are still right

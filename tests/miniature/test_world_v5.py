@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from transformers import AutoConfig
+from transformers import AutoConfig, AutoTokenizer
 
 from d2lora_exp import recipe, tiny_model
 from d2lora_exp.config import bundled_model
@@ -17,12 +17,15 @@ V5 = Path(bundled_model("tiny-world-v5"))
 def test_the_shipped_v5_model_is_world_v5s_pretrained_model_after_the_instruct_stage():
     info = json.loads((V5 / "instruct.json").read_text())
     assert info["world"] == 5 and info["base_pretrain"]["world"] == 5 and info["seed"] == 0
-    stop = info["held_out_chat_stop"]
-    assert stop["base"] < 10 and stop["instruct"] >= stop["base"] + 40
-    copied = info["base_pretrain"]["probe"]
-    # Copying the question's numbers is the skill v5's solutions need: operands ~100%, quoted spans 58.5% (the number
-    # after an event's verb is copied far less often than the one after "has": README, "World v5").
-    assert copied["copy_operand"] > 90 and copied["copy_restate"] > 40 and copied["computed"] > 90
+    before, after = info["held_out"]["base"], info["held_out"]["instruct"]
+    # The word-level base often ends a "document" within 64 tokens (chat_stop 57%), but with world prose, not an answer.
+    assert before["chat_exact"] < 2 and after["chat_exact"] >= before["chat_exact"] + 5 and after["chat_stop"] > 90
+    pretrained = info["base_pretrain"]
+    assert pretrained["tokenizer"] == "word" and pretrained["vocab_size"] == len(AutoTokenizer.from_pretrained(V5))
+    # Copying the question's numbers is the skill v5's solutions need: a byte-level base copied 58.5% of the numbers in
+    # quoted spans, this word-level one 93.3% (docs/miniature/world-v5.md).
+    copied = pretrained["probe"]
+    assert copied["copy_operand"] > 90 and copied["copy_restate"] > 85 and copied["computed"] > 95
     config = AutoConfig.from_pretrained(V5)
     assert all(getattr(config, k) == v for k, v in tiny_model.ARCHS["world"].items())
 
@@ -37,3 +40,35 @@ def test_the_v5_preset_runs_world_v5_on_a_model_that_closes_its_turn_before_any_
     assert run["metrics"]["chat_stop"] >= 40 and run["metrics"]["eval_n"] == 60
     rows = [json.loads(line) for line in (tmp_path / "run" / "predictions_gsm8k.jsonl").read_text().splitlines()]
     assert all(r["answer"].split(": ")[0] in r["question"] for r in rows)
+
+
+def test_the_shipped_v5_model_solves_problems_of_known_events_and_not_yet_the_tail():
+    """World v5's premise, on the shipped model before any task data: the seven KNOWN events' arithmetic is in its
+    data, the tail's is not, so it solves problems made of known events far more often than problems with a tail
+    event; what a training set teaches is the tail, a little more with every size."""
+    import random
+
+    from transformers import AutoModelForCausalLM
+
+    from d2lora_exp import chat
+    from d2lora_exp.evaluation import generation, gsm8k
+    from d2lora_exp.miniature import chains
+    from d2lora_exp.miniature import world as W
+
+    tail = {e[1].split()[0] for e in chains.EVENTS[chains.KNOWN:]}
+    world, rng = W.World(0, 5), random.Random("premise")
+    known, with_tail = [], []
+    while len(known) < 60 or len(with_tail) < 60:
+        p = chains.problem(world, rng)
+        if len(p.steps) == 2 and p.steps[0][1] != "*":
+            group = with_tail if set(p.question.split()) & tail else known
+            if len(group) < 60:
+                group.append(p)
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(V5), AutoTokenizer.from_pretrained(V5)
+
+    def solved(problems: list) -> float:
+        out = generation.generate(model, tokenizer, [chat.user_prompt(tokenizer, p.question) for p in problems], 64,
+                                  128, "premise")
+        return sum(gsm8k.extract_answer(o) == str(p.answer) for o, p in zip(out, problems)) / len(problems)
+
+    assert solved(known) > solved(with_tail) + 0.2

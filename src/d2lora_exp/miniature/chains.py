@@ -3,17 +3,18 @@
 Why a new problem family (v3's stays the default until v5's curves are measured; see README, "The miniature
 world"): world v3's problems all take two steps, so a learning curve over training-set size is flat until the
 model learns to copy the question's numbers into its equations, then jumps (5-10% up to n=1,000, 60-88% at 2,000):
-a cliff that turns float noise into 45-point swings between CPUs. Two changes are meant to make the curve rise
-instead (measured so far they do not: the base model does not learn to copy an event's number; see
-docs/miniature/world-v5.md):
+a cliff that turns float noise into 45-point swings between CPUs. Three changes give the task room to be learnt a
+little at a time (docs/miniature/world-v5.md):
 
-- **Difficulty spans 1, 2 and 3 steps** (equal shares), so each size of training set solves a larger share.
+- **Difficulty spans 1, 2 and 3 steps** (equal shares).
 - **Every step quotes a verbatim span of the question** ("Step 2: finds 3 more, then gives away 4: 15 - 4 = 11."),
-  and step k > 1 starts with the previous step's event. Writing a step is then an induction copy (find the last
-  event in the question, continue it), not an invention: a teacher-forced probe showed world v4's base model, whose
-  solutions only held numbers, predicting 25% of the question's numbers inside a solution while it computed 92%
-  of the results right. The corpus's worked solutions (prose, never the tasks' "Step k:") quote the same spans,
-  and 15% of its documents are recall documents that restate earlier sentences with their numbers.
+  and step k > 1 starts with the previous step's event: writing a step is an induction copy (find the last event in
+  the question, continue it), which a base model with a word-level tokenizer learns in pretraining (a byte-level one
+  did not). The corpus's worked solutions (prose, never the tasks' "Step k:") quote the same spans, and 15% of its
+  documents are recall documents that restate earlier sentences with their numbers.
+- **A long tail of events** (EVENTS, Zipf weights): the base model's data (corpus, instruct chats) computes with the
+  seven most common only; the others' operations come from the task's examples (and the warm-up's general chats,
+  which, like the real mix's math rows, draw from every event), so each size of training set teaches more of them.
 
 Everything is drawn from the caller's `random.Random`, so the world's seed still fixes every byte.
 """
@@ -24,12 +25,26 @@ import random
 
 from . import world as W
 
-# (present, past) of the events a chain is made of, by operation. A question never repeats an event, so each
-# step's anchor (the previous event) is unique in it.
-EVENTS = {"+": (("finds {n} more", "found {n} more"), ("gets {n} more", "got {n} more"),
-                ("buys {n} more", "bought {n} more")),
-          "-": (("gives away {n}", "gave away {n}"), ("loses {n}", "lost {n}"),
-                ("gives {n} to a friend", "gave {n} to a friend"), ("sells {n}", "sold {n}"))}
+# The events a chain is made of: (operation, present, past), most frequent first; the i-th is drawn with weight
+# 1 / (i + 1) (Zipf). Only the KNOWN head is in the base model's data (the pretraining corpus and the instruct
+# chats): every other event's arithmetic is learnt from the task's examples or the warm-up's general chats, the
+# long tail that makes accuracy rise with the training-set size. The tail never says "more": the verb alone
+# tells its operation. A question never repeats an event, so each step's anchor (the previous event) is unique in it.
+EVENTS: tuple[tuple[str, str, str], ...] = (
+    ("+", "finds {n} more", "found {n} more"), ("-", "gives away {n}", "gave away {n}"),
+    ("+", "gets {n} more", "got {n} more"), ("-", "loses {n}", "lost {n}"),
+    ("+", "buys {n} more", "bought {n} more"), ("-", "gives {n} to a friend", "gave {n} to a friend"),
+    ("-", "sells {n}", "sold {n}"),
+    ("+", "wins {n}", "won {n}"), ("-", "eats {n}", "ate {n}"), ("+", "picks {n}", "picked {n}"),
+    ("-", "drops {n}", "dropped {n}"), ("+", "earns {n}", "earned {n}"), ("-", "breaks {n}", "broke {n}"),
+    ("+", "collects {n}", "collected {n}"), ("-", "spends {n}", "spent {n}"), ("+", "receives {n}", "received {n}"),
+    ("-", "lends {n}", "lent {n}"), ("+", "catches {n}", "caught {n}"), ("-", "donates {n}", "donated {n}"),
+    ("+", "bakes {n}", "baked {n}"), ("-", "throws out {n}", "threw out {n}"), ("+", "saves {n}", "saved {n}"),
+    ("-", "mails {n}", "mailed {n}"), ("+", "borrows {n}", "borrowed {n}"), ("-", "hides {n}", "hid {n}"),
+    ("+", "sews {n}", "sewed {n}"), ("-", "trades {n}", "traded {n}"), ("+", "grows {n}", "grew {n}"),
+    ("-", "burns {n}", "burned {n}"), ("+", "gathers {n}", "gathered {n}"))
+KNOWN = 7  # the head: world v5's first design had exactly these seven, all in its corpus
+WEIGHTS = tuple(1.0 / (i + 1) for i in range(len(EVENTS)))
 STEPS = (1, 2, 3)  # difficulties, drawn with equal probability
 MULTIPLY_START = 0.25  # share of chains that start from containers of items ("3 bags with 4 eggs in each")
 
@@ -38,8 +53,15 @@ _THEN = ("Then: ", "After that: ", "Next: ")
 _FINAL = ("So {P} has {N}.", "{P} has {N}.", "That means {P} has {N}.")
 
 
-def problem(world: W.World, rng: random.Random) -> W.Problem:
-    """A chain of 1-3 steps with every value in 0..MAX_VALUE; `clauses[k]` is step k's verbatim span of the question."""
+def draw_event(rng: random.Random, known_only: bool = False) -> tuple[str, str, str]:
+    """One event by its Zipf weight, from the KNOWN head only when `known_only` (the base model's data)."""
+    k = KNOWN if known_only else len(EVENTS)
+    return rng.choices(EVENTS[:k], WEIGHTS[:k])[0]
+
+
+def problem(world: W.World, rng: random.Random, known_only: bool = False) -> W.Problem:
+    """A chain of 1-3 steps with every value in 0..MAX_VALUE; `clauses[k]` is step k's verbatim span of the question.
+    `known_only`: only the KNOWN events (the pretraining corpus's and the instruct stage's problems)."""
     n_steps = rng.choice(STEPS)
     while True:
         multiply = rng.random() < MULTIPLY_START
@@ -54,10 +76,9 @@ def problem(world: W.World, rng: random.Random) -> W.Problem:
         used: set[str] = set()
         ok = True
         while len(steps) < n_steps:
-            op = rng.choice("+-")
+            op, present, past = draw_event(rng, known_only)
             n = rng.randint(1, 10)
             result = W._apply(value, op, n)
-            present, past = rng.choice(EVENTS[op])
             text = present.format(n=n)
             if not 0 <= result <= W.MAX_VALUE or text in used:
                 ok = False
@@ -151,7 +172,7 @@ def recall_doc(world: W.World, rng: random.Random) -> str:
     lines: list[str] = []
     for p in rng.sample(world.people, rng.randint(3, 5)):
         item, n = rng.choice(W.ITEMS), rng.randint(0, W.MAX_VALUE)
-        event = rng.choice(EVENTS[rng.choice("+-")])[0].format(n=rng.randint(1, 10))
+        event = draw_event(rng)[1].format(n=rng.randint(1, 10))  # every event: copying reveals no operation
         form = rng.randrange(4)
         if form == 0:
             lines.append(f"{p.name} has {W._plural(n, item)}.")

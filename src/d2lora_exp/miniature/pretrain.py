@@ -62,9 +62,19 @@ def probe(model, tokenizer, seed: int = 0, n: int = 100, version: int = 3) -> di
             **copy_probe(model, tokenizer, seed, n, version)}
 
 
-def _exact(predicted: list[int], ids: list[int], start: int, end: int) -> bool:
-    """Teacher-forced: every token of ids[start:end] is the argmax prediction made at the token before it."""
-    return all(predicted[i - 1] == ids[i] for i in range(start, end))
+def _teacher_forced(model, tokenizer, text: str):
+    """The text's token ids, their character offsets, and the model's argmax prediction after each token."""
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = enc["input_ids"]
+    predicted = model(input_ids=torch.tensor([ids])).logits[0].argmax(-1).tolist()
+    return ids, enc["offset_mapping"], predicted
+
+
+def _exact(ids: list[int], offsets: list[tuple[int, int]], predicted: list[int], start: int, end: int) -> bool:
+    """Teacher-forced: every token overlapping characters [start, end) is the argmax prediction made at the token
+    before it (one token per byte with the byte tokenizer; " 17" is one token with a word tokenizer)."""
+    tokens = [i for i, (a, b) in enumerate(offsets) if a < end and b > start]
+    return bool(tokens) and tokens[0] > 0 and all(predicted[i - 1] == ids[i] for i in tokens)
 
 
 @torch.no_grad()
@@ -86,11 +96,7 @@ def copy_probe(model, tokenizer, seed: int = 0, n: int = 100, version: int = 3) 
     for _ in range(n):
         p = W._problem(w, rng)
         solution = W.worked_solution(rng, p)
-        text = f"{p.question} {solution}"
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        if len(ids) != len(text.encode()):
-            raise RuntimeError("copy_probe needs a byte-level tokenizer (one token per byte)")
-        predicted = model(input_ids=torch.tensor([ids])).logits[0].argmax(-1).tolist()
+        ids, offsets, predicted = _teacher_forced(model, tokenizer, f"{p.question} {solution}")
         base = len(p.question) + 1
         equations = [(m.start(), m.end()) for m in re.finditer(r"\d+ [-+*] \d+ = \d+", solution)]
         quoted = [(solution.index(c), solution.index(c) + len(c)) for c in p.clauses if c in solution]
@@ -103,33 +109,39 @@ def copy_probe(model, tokenizer, seed: int = 0, n: int = 100, version: int = 3) 
                 kind = "copy_restate"
             else:
                 continue  # the closing sentence's total: neither copied nor an equation's result
-            hits[kind].append(_exact(predicted, ids, base + a, base + b))
+            hits[kind].append(_exact(ids, offsets, predicted, base + a, base + b))
     # `copy_recall`: the numbers of sentences repeated verbatim (chains.recall_doc), the plainest in-context copy
     from . import chains
 
     hits["copy_recall"] = []
     for _ in range(n):
         doc = chains.recall_doc(w, rng)
-        ids = tokenizer(doc, add_special_tokens=False)["input_ids"]
-        predicted = model(input_ids=torch.tensor([ids])).logits[0].argmax(-1).tolist()
+        ids, offsets, predicted = _teacher_forced(model, tokenizer, doc)
         base = doc.index("\n") + 1
         for m in re.finditer(r"\d+", doc[base:]):
             a, b = m.span()
-            hits["copy_recall"].append(_exact(predicted, ids, base + a, base + b))
+            hits["copy_recall"].append(_exact(ids, offsets, predicted, base + a, base + b))
     return {k: round(100.0 * sum(v) / len(v), 1) for k, v in hits.items() if v}
 
 
 def pretrain(out_dir: Path, docs: list[str], seed: int = 0, steps: int = 600, batch_size: int = 32,
              seq_len: int = 256, lr: float = 3e-3, warmup_steps: int = 50, log_every: int = 25,
-             probe_n: int = 100, version: int = 3, copy_every: int = 300) -> dict:
+             probe_n: int = 100, version: int = 3, copy_every: int = 300, tokenizer_kind: str | None = None,
+             vocab_size: int = 1024, tokenizer_texts: list[str] | None = None) -> dict:
+    """Pretrain from random weights on `docs`; a word tokenizer (`tokenizer_kind`) learns its merges from `docs` and
+    `tokenizer_texts`. Written to `out_dir` whole or not at all; returns the summary that pretrain.json holds."""
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(seed)
-    tokenizer = tiny_model.build_tokenizer()
+    tokenizer_kind = tokenizer_kind or DEFAULT_TOKENIZER[version]
+    tokenizer = (tiny_model.build_tokenizer() if tokenizer_kind == "byte"
+                 else tiny_model.train_word_tokenizer(docs + list(tokenizer_texts or []), vocab_size))
     model = LlamaForCausalLM(tiny_model.config(tokenizer, "world"))
     stream = token_stream(tokenizer, docs)
-    held_out = stream[-20_000:]
-    train = stream[:-20_000]
+    held = max(seq_len, min(20_000, len(stream) // 10))  # 20,000 tokens of a full corpus; a tenth of a small one
+    held_out, train = stream[-held:], stream[:-held]
+    if len(train) <= seq_len + 1:
+        raise ValueError(f"{len(stream)} tokens of documents: too few for windows of {seq_len} and a held-out part")
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -162,7 +174,8 @@ def pretrain(out_dir: Path, docs: list[str], seed: int = 0, steps: int = 600, ba
         held_loss = float(model(input_ids=windows, labels=windows).loss)
     model.generation_config = tiny_model.generation_config(tokenizer)
     probed = probe(model, tokenizer, seed, probe_n, version)
-    summary = {"seed": seed, "world": version, "steps": steps, "batch_size": batch_size, "seq_len": seq_len, "lr": lr,
+    summary = {"seed": seed, "world": version, "tokenizer": tokenizer_kind, "vocab_size": len(tokenizer), "steps": steps,
+               "batch_size": batch_size, "seq_len": seq_len, "lr": lr,
                "parameters": sum(p.numel() for p in model.parameters()), "train_tokens": int(len(train)),
                "tokens_seen": steps * batch_size * seq_len, "held_out_loss": round(held_loss, 4),
                "seconds": round(time.perf_counter() - start, 1), "probe": probed, "history": history}
@@ -183,9 +196,32 @@ def pretrain(out_dir: Path, docs: list[str], seed: int = 0, steps: int = 600, ba
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "bundled" / "models" / "tiny-world-llama"
 # World v5's pretrained base is not shipped: the instruct stage (instruct.py) turns it into the shipped model.
 DEFAULT_OUT_V5 = Path("outputs/miniature/tiny-world-v5-base")
-# v5: 3,000, where session 9's lost v5 design copied 98.6% of quoted numbers (82% at 1,800); this v5 copies 58.5%,
-# flat from step 1,500 on (docs/miniature/world-v5.md).
-DEFAULT_STEPS = {3: 1800, 5: 3000}
+# v5: 1,500 steps of word-level tokens (~11 epochs of its corpus): copy_restate 89% at 600, 93% at the end; the
+# byte-level runs plateaued at 44-61% after 3,000 steps (docs/miniature/world-v5.md).
+DEFAULT_STEPS = {3: 1800, 5: 1500}
+# v5: words and numbers are single tokens (tiny_model.train_word_tokenizer): the byte-level v5 base never learnt to
+# copy a number after a multi-byte key (docs/miniature/world-v5.md).
+DEFAULT_TOKENIZER = {3: "byte", 5: "word"}
+
+
+def tokenizer_texts(seed: int, version: int) -> list[str]:
+    """The texts of the world's training files (the warm-up chats, the math pool's problems and solutions), none
+    held out, for a word tokenizer to learn its merges from beside the corpus.
+
+    Why: the corpus never writes the tasks' conventions ("Step 1:", "The answer is:"), so a tokenizer trained on it
+    alone splits "Step" and "answer" into pieces, and a model fine-tuned on 100 examples spells them "Sirstp" and
+    "ansF" (measured). Llama's tokenizer has its users' words; this one has its world's, answers not included
+    (merges are not labels)."""
+    import tempfile
+
+    from ..files import read_jsonl
+    from . import world
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = world.write_all(Path(tmp), seed=seed, version=version)
+        chats = [m["content"] for r in read_jsonl(paths["warmup"]) for m in r["chosen"] + r["rejected"][1:]]
+        math = [t for r in read_jsonl(paths["math_train"]) for t in (r["prompt"], r["full_chosen"], r["full_rejected"])]
+    return chats + math
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -200,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--tokenizer", choices=("byte", "word"), help=f"default {DEFAULT_TOKENIZER} by world")
+    parser.add_argument("--copy-every", type=int, default=300, help="copy probe every N steps (0: only at the end)")
     parser.add_argument("--probe", type=Path, metavar="MODEL_DIR", help="only probe a pretrained model and print it")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -211,8 +249,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     out = args.out or (DEFAULT_OUT if args.world == 3 else DEFAULT_OUT_V5)
     docs = world.pretraining_corpus(world.World(args.seed, args.world), args.seed, args.docs)
+    kind = args.tokenizer or DEFAULT_TOKENIZER[args.world]
     summary = pretrain(out, docs, seed=args.seed, steps=args.steps or DEFAULT_STEPS[args.world],
-                       batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr, version=args.world)
+                       batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr, version=args.world,
+                       copy_every=args.copy_every, tokenizer_kind=kind,
+                       tokenizer_texts=tokenizer_texts(args.seed, args.world) if kind == "word" else None)
     print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2))
 
 

@@ -4,9 +4,9 @@ Everything is drawn from `random.Random` with string-derived seeds, so a seed fi
 every file (string seeds hash with SHA-512 in CPython, independent of PYTHONHASHSEED).
 
 Texts are kept short and the vocabulary small and regular: the model reading them is a ~1M-parameter
-Llama with one token per byte. The corpus states the world's facts, arithmetic and word problems in
-plain prose; it never uses the tasks' answer conventions ("Step 1:", "The answer is", "####"), which
-only the fine-tuning data teach.
+Llama with one token per byte (world v3; world v5's model reads words: tiny_model.train_word_tokenizer).
+The corpus states the world's facts, arithmetic and word problems in plain prose; it never uses the
+tasks' answer conventions ("Step 1:", "The answer is", "####"), which only the fine-tuning data teach.
 
 The same generator writes the full world (`DEFAULT_SIZES`, conf/data/miniature.yaml) and the smoke
 world the fast-dev preset and the tests use (a few hundred rows a file, conf/data/smoke.yaml).
@@ -301,11 +301,13 @@ class Problem:
         return self.steps[-1][3]
 
 
-def _problem(world: World, rng: random.Random) -> Problem:
+def _problem(world: World, rng: random.Random, known_only: bool = False) -> Problem:
+    """A word problem of the world's family; `known_only` (world v5): only the events the base model's data may hold
+    (chains.KNOWN), for the pretraining corpus and the instruct chats."""
     if world.version >= 5:
         from . import chains
 
-        return chains.problem(world, rng)
+        return chains.problem(world, rng, known_only)
     while True:
         op1, op2, q_tpl, s_tpl = rng.choice(_PATTERNS)
         if op1 == "*":
@@ -521,7 +523,7 @@ def _arith_doc(rng: random.Random) -> str:
 def _worked_doc(world: World, rng: random.Random) -> str:
     """One or two word problems, each followed by its worked solution in prose."""
     return _fit(world, [f"{p.question} {worked_solution(rng, p)}" for p in
-                        (_problem(world, rng) for _ in range(rng.randint(1, 2)))], "\n")
+                        (_problem(world, rng, known_only=True) for _ in range(rng.randint(1, 2)))], "\n")
 
 
 def _fit(world: World, parts: list[str], sep: str, limit: int = 400) -> str:
@@ -546,7 +548,7 @@ def _story_doc(world: World, rng: random.Random) -> str:
     stories = []
     for _ in range(rng.randint(2, 4)):
         if rng.random() < 0.6:
-            stories.append(_problem(world, rng).story)
+            stories.append(_problem(world, rng, known_only=True).story)
             continue
         p, item = rng.choice(world.people), rng.choice(ITEMS)
         a, op, b, r = _arith(rng)
@@ -612,14 +614,15 @@ _OFF_TOPIC = ("I like the colour blue.", "The weather is nice today.", "I do not
               "That is a good question.", "Maybe.")
 
 
-def _warmup_pair(world: World, rng: random.Random, exclude: set[str] | frozenset = frozenset()
-                 ) -> tuple[str, str, str, str]:
-    """(source, question, good reply, bad reply). Word problems whose `world.problem_key` is in `exclude` are redrawn."""
+def _warmup_pair(world: World, rng: random.Random, exclude: set[str] | frozenset = frozenset(),
+                 known_only: bool = False) -> tuple[str, str, str, str]:
+    """(source, question, good reply, bad reply). Word problems whose `world.problem_key` is in `exclude` are redrawn;
+    `known_only`: their events are the base model's (world v5's instruct chats)."""
     kind = rng.randrange(7)
     if kind == 6:  # like the real mix's distilabel-math rows: word problems solved in prose
-        p = _problem(world, rng)
+        p = _problem(world, rng, known_only)
         while world.problem_key(p.question) in exclude:
-            p = _problem(world, rng)
+            p = _problem(world, rng, known_only)
         wrong = _wrong(rng, p.answer, lambda v: True)
         return "distilabel-math-preference-dpo", p.question, worked_solution(rng, p), worked_solution(rng, p, wrong)
     if kind == 0:
@@ -675,7 +678,7 @@ def _warmup_pair(world: World, rng: random.Random, exclude: set[str] | frozenset
 
 
 def warmup_rows(world: World, seed: int, n: int, exclude: set[str] | frozenset = frozenset(),
-                toxic: float = 0.02, name: str = "warmup") -> list[dict]:
+                toxic: float = 0.02, name: str = "warmup", known_only: bool = False) -> list[dict]:
     """Rows of mlabonne/orpo-dpo-mix-40k: source, chosen, rejected, prompt, question; ~2% toxic-dpo placeholders.
 
     Word problems whose question is in `exclude` (the math tasks' prompts) are never drawn, so the
@@ -688,7 +691,7 @@ def warmup_rows(world: World, seed: int, n: int, exclude: set[str] | frozenset =
             source, q = "toxic-dpo-v0.2", "[placeholder: harmful request removed]"
             good, bad = "[placeholder reply]", "[placeholder reply removed]"
         else:
-            source, q, good, bad = _warmup_pair(world, rng, exclude)
+            source, q, good, bad = _warmup_pair(world, rng, exclude, known_only)
         rows.append({"source": source,
                      "chosen": [{"content": q, "role": "user"}, {"content": good, "role": "assistant"}],
                      "rejected": [{"content": q, "role": "user"}, {"content": bad, "role": "assistant"}],
