@@ -102,9 +102,12 @@ def _contains(actual, expected) -> bool:
 def test_tuned_values_come_from_the_data_x_method_specialisation(make_cfg):
     """conf/tuned/<data>_<method>.yaml applies to its world and method only; the command line wins over it."""
     tuned = {p.stem for p in (config_dir() / "tuned").glob("*.yaml")}
-    assert tuned == {"miniature_sft", "miniature_dpo", "miniature_orpo"}
+    assert tuned == {"miniature_sft", "miniature_dpo", "miniature_orpo", "miniature_v5_sft"}
     lrs = {m: make_cfg(f"method={m}", fast=False).method.learning_rate for m in ("sft", "dpo", "orpo")}
     assert lrs == {"sft": 1e-2, "dpo": 1e-2, "orpo": 2e-2}
+    epochs = {e: make_cfg(f"experiment={e}", "method=sft", fast=False).method.num_train_epochs
+              for e in ("miniature", "miniature_v5")}
+    assert epochs == {"miniature": 3, "miniature_v5": 10}  # world v5's own file, for world v5 only
     assert make_cfg("method=orpo", "method.learning_rate=5e-3", fast=False).method.learning_rate == 5e-3
     assert make_cfg("experiment=smoke", "method=orpo", fast=False).method.learning_rate == 1e-6  # no tuned file
     assert "miniature" not in make_cfg(fast=False)  # no preset table left for generic code to know about
