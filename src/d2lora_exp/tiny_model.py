@@ -44,13 +44,20 @@ ARCHS: dict[str, dict] = {
 def build_tokenizer():
     """Byte-level BPE with an empty merge list: 256 byte symbols plus the special tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
 
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     backend = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     backend.decoder = decoders.ByteLevel()
     backend.add_special_tokens(SPECIAL_TOKENS)
+    return _wrap(backend, "tiny")
+
+
+def _wrap(backend, arch: str):
+    """A `tokenizers` backend as the transformers tokenizer both builders return: the special tokens' roles, the chat
+    template, right padding and `arch`'s context length."""
+    from transformers import PreTrainedTokenizerFast
+
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token="<|begin_of_text|>",
@@ -58,7 +65,7 @@ def build_tokenizer():
         pad_token="<|pad|>",
         chat_template=CHAT_TEMPLATE,
         padding_side="right",
-        model_max_length=ARCHS["tiny"]["max_position_embeddings"],
+        model_max_length=ARCHS[arch]["max_position_embeddings"],
     )
 
 
@@ -72,7 +79,6 @@ def train_word_tokenizer(texts: list[str], vocab_size: int = 1024):
     transformers do form. Training on the same texts gives the same merges (the `tokenizers` trainer is
     deterministic), and the tokenizer is saved with the model it was made for."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer(models.BPE())
     # A space before each text (and each text between special tokens): a reply's first word is then the same token
@@ -83,15 +89,7 @@ def train_word_tokenizer(texts: list[str], vocab_size: int = 1024):
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   special_tokens=SPECIAL_TOKENS, show_progress=False)
     backend.train_from_iterator(texts, trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token="<|begin_of_text|>",
-        eos_token="<|eot|>",
-        pad_token="<|pad|>",
-        chat_template=CHAT_TEMPLATE,
-        padding_side="right",
-        model_max_length=ARCHS["world"]["max_position_embeddings"],
-    )
+    return _wrap(backend, "world")
 
 
 def config(tokenizer, arch: str):

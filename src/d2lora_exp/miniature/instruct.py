@@ -33,7 +33,8 @@ TAKEN = ("warmup", "chat_test", "math_train", "math_validation", "gsm8k_test")
 
 
 def world_files(seed: int, version: int) -> dict[str, list[dict]]:
-    """The rows of the full world's files the instruct stage must stay out of (TAKEN), written once to a temporary dir."""
+    """The rows of the full world's files the instruct stage must stay out of (TAKEN), written once to a temporary dir;
+    pretrain.tokenizer_texts reads its training files (warm-up, math pool) from here too."""
     with tempfile.TemporaryDirectory() as tmp:
         paths = W.write_all(Path(tmp), seed=seed, version=version)
         return {key: read_jsonl(paths[key]) for key in TAKEN}

@@ -212,15 +212,11 @@ def tokenizer_texts(seed: int, version: int) -> list[str]:
     alone splits "Step" and "answer" into pieces, and a model fine-tuned on 100 examples spells them "Sirstp" and
     "ansF" (measured). Llama's tokenizer has its users' words; this one has its world's, answers not included
     (merges are not labels)."""
-    import tempfile
+    from .instruct import world_files
 
-    from ..files import read_jsonl
-    from . import world
-
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = world.write_all(Path(tmp), seed=seed, version=version)
-        chats = [m["content"] for r in read_jsonl(paths["warmup"]) for m in r["chosen"] + r["rejected"][1:]]
-        math = [t for r in read_jsonl(paths["math_train"]) for t in (r["prompt"], r["full_chosen"], r["full_rejected"])]
+    files = world_files(seed, version)
+    chats = [m["content"] for r in files["warmup"] for m in r["chosen"] + r["rejected"][1:]]
+    math = [t for r in files["math_train"] for t in (r["prompt"], r["full_chosen"], r["full_rejected"])]
     return chats + math
 
 
