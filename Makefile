@@ -9,7 +9,7 @@ SWEEP_DIR ?= outputs/sweeps/paper-math
 .PHONY: help install demo test test-unit test-e2e test-sweep lint data tiny-model clean report bench wheels \
 	sweep-learning-curves sweep-exp1 sweep-exp2-math sweep-exp2-titles sweep-forgetting sweep-low-data \
 	sweep-inits sweep-miniature sweep-miniature-math sweep-miniature-titles tune-miniature \
-	sweep-warmup-ablation tiny-model-v5 sweep-miniature-v5
+	sweep-warmup-ablation tiny-model-v3 sweep-miniature-v5
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-24s %s\n", $$1, $$2}'
@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
-demo: $(STAMP)  ## the embedded default (the miniature world, CPU, ~3.5 min): D2LoRA + SFT on 2,000 math rows
+demo: $(STAMP)  ## the embedded default (the miniature world v5, CPU, ~DEMO_MIN min): D2LoRA + SFT on 1,000 math rows
 	$(VENV)/bin/python -m d2lora_exp init=d2lora method=sft $(ARGS)
 
 test: $(STAMP)  ## the whole test suite, all three tiers, two workers (README: measured time on 2 CPU cores)
@@ -44,17 +44,17 @@ test-sweep: $(STAMP)  ## every sweep definition through its make target, resume,
 lint: $(STAMP)  ## ruff (settings in pyproject.toml)
 	$(VENV)/bin/ruff check src tests benchmarks
 
-tiny-model: $(STAMP)  ## pretrain the miniature world's base model (seed 0, ~11 min on 2 cores) into the package
-	$(VENV)/bin/python -m d2lora_exp.miniature.pretrain $(ARGS)
-
-tiny-model-v5: $(STAMP)  ## world v5's model: pretrain (1,500 steps, ~12 min on 2 cores), then the instruct stage, into the package
+tiny-model: $(STAMP)  ## the miniature world's model (v5): pretrain (1,500 steps, ~12 min on 2 cores), then the instruct stage, into the package
 	$(VENV)/bin/python -m d2lora_exp.miniature.pretrain --world 5 --out outputs/miniature/tiny-world-v5-base $(ARGS)
 	$(VENV)/bin/python -m d2lora_exp.miniature.instruct --world 5 --base outputs/miniature/tiny-world-v5-base
 
+tiny-model-v3: $(STAMP)  ## world v3's base model (byte-level, no chat stage; seed 0, ~11 min on 2 cores) into the package
+	$(VENV)/bin/python -m d2lora_exp.miniature.pretrain --world 3 $(ARGS)
+
 DATA_OUT ?= outputs/miniature-world
 
-data: $(STAMP)  ## write the miniature world's files (seed 0, ~1 s) into DATA_OUT to read them; runs build their own
-	$(VENV)/bin/python -m d2lora_exp.miniature.world --out $(DATA_OUT) $(ARGS)
+data: $(STAMP)  ## write the miniature world's files (v5, seed 0, ~1 s; ARGS=--world 3) into DATA_OUT to read them; runs build their own
+	$(VENV)/bin/python -m d2lora_exp.miniature.world --out $(DATA_OUT) --world 5 $(ARGS)
 
 sweep-learning-curves: $(STAMP)  ## Exp1 + Exp2 on math (paper Figures 1-2); ARGS="..." adds overrides
 	$(SWEEP) exp1_data_scaling $(ARGS)

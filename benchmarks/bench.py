@@ -319,7 +319,7 @@ def bench_padding(work: Workload, args: argparse.Namespace) -> list[dict[str, An
         out += padding_table(plan, "gsm8k-like", work.arch,
                              ("plain_trl", "d2lora_exp", "d2lora_exp+group_by_length", "d2lora_exp+padding_free"))
     for method in ("sft", "dpo"):  # the miniature world's own rows (its model and byte-level tokenizer)
-        cfg = compose_cfg(["experiment=miniature", f"method={method}", f"data_size={args.padding_rows}", "device=cpu",
+        cfg = compose_cfg(["experiment=miniature_v3", f"method={method}", f"data_size={args.padding_rows}", "device=cpu",
                            "wandb.mode=disabled"])
         where = work.root / "padding" / f"miniature-{method}"
         with open_dict(cfg):

@@ -115,7 +115,6 @@ def _no_training(monkeypatch):
          r"method.args sets padding_free with train.overlong=truncate"),
         (["train.group_by_length=auto"], r"train.group_by_length='auto' is not valid: use true or false"),
         (["+data.build.world=4"], r"data.build.world=4: choose one of \[3, 5\]"),
-        (["experiment=miniature_v5", "method=orpo"], r"method=orpo with a tokenizer that puts a space before every text"),
         (["dist.strategy=zero3"], r"dist.strategy='zero3' is not one of \['ddp', 'fsdp'\]: use dist=ddp"),
         (["dist=fsdp", "dist.fsdp_config.version=1"], r"dist.fsdp_config.version=1 is not supported: use 2"),
         (["dist=fsdp", "dist.fsdp_config.reshard_after_forward=yes"],

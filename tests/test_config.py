@@ -59,20 +59,25 @@ def test_the_paper_preset_takes_the_base_model_as_dpo_reference_as_the_trl_of_it
     assert make_cfg("experiment=paper", "method=dpo", "method.reference=init", fast=False).method.reference == "init"
     for other in ("sft", "orpo"):
         assert "reference" not in make_cfg("experiment=paper", f"method={other}", fast=False).method
-    for preset in ("miniature", "smoke"):
+    for preset in ("miniature", "miniature_v3", "smoke"):
         assert make_cfg(f"experiment={preset}", "method=dpo", fast=False).method.reference == "init"
     assert {p.stem for p in (config_dir() / "experiment_method").glob("*.yaml")} == {"paper_dpo"}
 
 
 def test_default_is_the_embedded_miniature_world(make_cfg):
+    """A plain run is world v5 (its instruction-tuned model, its data); world v3 stays one preset away."""
     cfg = make_cfg(fast=False)
-    assert cfg.model.name == "tiny-world-llama" and os.path.isfile(os.path.join(cfg.model.name_or_path, "model.safetensors"))
-    assert cfg.data.build.kind == "miniature" and cfg.device == "cpu"
+    assert cfg.model.name == "tiny-world-v5" and os.path.isfile(os.path.join(cfg.model.name_or_path, "model.safetensors"))
+    assert cfg.data.build.kind == "miniature" and cfg.data.build.world == 5 and cfg.device == "cpu"
+    assert cfg == make_cfg("experiment=miniature_v5", fast=False)  # the pinned name is the default, nothing else
     assert cfg.method.learning_rate > 1e-4  # the miniature's own rates, not the 8B model's 1e-6
-    # The miniature's DPO adds the chosen answer's NLL (TRL's sigmoid+sft); the paper preset keeps plain DPO.
-    dpo, sft = make_cfg("method=dpo", fast=False).method, make_cfg("method=sft", fast=False).method
+    v3 = make_cfg("experiment=miniature_v3", fast=False)
+    assert v3.model.name == "tiny-world-llama" and "world" not in v3.data.build and v3.data.build.dir != cfg.data.build.dir
+    assert (v3.data_size, v3.eval.max_new_tokens, cfg.data_size, cfg.eval.max_new_tokens) == (2000, 64, 1000, 128)
+    # World v3's DPO adds the chosen answer's NLL (TRL's sigmoid+sft); the paper preset keeps plain DPO.
+    dpo = make_cfg("experiment=miniature_v3", "method=dpo", fast=False).method
     assert list(dpo.args.loss_type) == ["sigmoid", "sft"] and list(dpo.args.loss_weights) == [0.1, 1.0]
-    assert dict(sft.args) == {}
+    assert dict(make_cfg("method=sft", fast=False).method.args) == {}
     assert dict(make_cfg("experiment=paper", "method=dpo", fast=False).method.args) == {}
     smoke = make_cfg("experiment=smoke", fast=False)
     assert smoke.model.build == "tiny_llama" and smoke.data.build.kind == "miniature"  # the same world, smaller
@@ -102,12 +107,16 @@ def _contains(actual, expected) -> bool:
 def test_tuned_values_come_from_the_data_x_method_specialisation(make_cfg):
     """conf/tuned/<data>_<method>.yaml applies to its world and method only; the command line wins over it."""
     tuned = {p.stem for p in (config_dir() / "tuned").glob("*.yaml")}
-    assert tuned == {"miniature_sft", "miniature_dpo", "miniature_orpo", "miniature_v5_sft"}
-    lrs = {m: make_cfg(f"method={m}", fast=False).method.learning_rate for m in ("sft", "dpo", "orpo")}
-    assert lrs == {"sft": 1e-2, "dpo": 1e-2, "orpo": 2e-2}
-    epochs = {e: make_cfg(f"experiment={e}", "method=sft", fast=False).method.num_train_epochs
-              for e in ("miniature", "miniature_v5")}
-    assert epochs == {"miniature": 3, "miniature_v5": 10}  # world v5's own file, for world v5 only
+    assert tuned == {"miniature_sft", "miniature_dpo", "miniature_orpo", "miniature_v5_sft", "miniature_v5_dpo",
+                     "miniature_v5_orpo"}
+    settings = {(e, m): (c.method.learning_rate, c.method.num_train_epochs, list(c.method.args.get("loss_type", [])))
+                for e in ("miniature", "miniature_v3") for m in ("sft", "dpo", "orpo")
+                for c in [make_cfg(f"experiment={e}", f"method={m}", fast=False)]}
+    nll = ["sigmoid", "sft"]
+    assert settings == {("miniature", "sft"): (1e-2, 10, []), ("miniature", "dpo"): (1e-2, 4, nll),
+                        ("miniature", "orpo"): (1e-2, 10, []),  # world v5's own files, for world v5 only
+                        ("miniature_v3", "sft"): (1e-2, 3, []), ("miniature_v3", "dpo"): (1e-2, 1, nll),
+                        ("miniature_v3", "orpo"): (2e-2, 1, [])}
     assert make_cfg("method=orpo", "method.learning_rate=5e-3", fast=False).method.learning_rate == 5e-3
     assert make_cfg("experiment=smoke", "method=orpo", fast=False).method.learning_rate == 1e-6  # no tuned file
     assert "miniature" not in make_cfg(fast=False)  # no preset table left for generic code to know about

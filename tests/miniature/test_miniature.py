@@ -40,7 +40,7 @@ def test_generated_files_pass_the_schema_checks_of_the_real_data(tmp_path):
 
 def _two_runs(make_cfg, common: list[str], first: str, second: str) -> list[dict]:
     """Two runs of the real miniature world (pretrained model, generated data) that differ in one override."""
-    base = ["experiment=miniature", "wandb.mode=disabled", *common]
+    base = ["experiment=miniature_v3", "wandb.mode=disabled", *common]
     return [recipe.run(make_cfg(*base, o, fast=False, out=o.replace("=", "-"))) for o in (first, second)]
 
 

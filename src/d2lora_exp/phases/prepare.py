@@ -146,21 +146,6 @@ def dist_check(cfg: DictConfig) -> None:
                         "use --nproc-per-node <visible GPUs> (or device=cpu).")
 
 
-def check_prefix_space(tokenizer, method_name: str, dataset_kind: str) -> None:
-    """Refuse DPO/ORPO with a tokenizer that puts a space before every text (world v5's word-level one).
-
-    Why: TRL tokenizes the prompt and each reply apart and joins the ids, so a reply that continues earlier steps
-    ("...\nStep 2: ...") is trained as " Step" while the model, after the prompt, writes "Step": preference pairs on
-    tokens it never produces, with no error. Llama's and most hub tokenizers add no such space."""
-    if dataset_kind != "preference":
-        return
-    ids = tokenizer("x", add_special_tokens=False)["input_ids"]
-    if tokenizer.decode(ids).startswith(" "):
-        raise UserError(f"method={method_name} with a tokenizer that puts a space before every text (world v5's "
-                        "tiny-world-v5): TRL would tokenize replies apart from their prompts on other tokens than the "
-                        "model writes; use method=sft there, or data=miniature model=tiny_world.")
-
-
 def prepare(cfg: DictConfig, out_dir: Path) -> Plan:
     settings.check(cfg)
     check_writable(Path(cfg.paths.cache_dir), "paths.cache_dir (or D2LORA_CACHE)")
@@ -178,7 +163,6 @@ def prepare(cfg: DictConfig, out_dir: Path) -> Plan:
     model_source = dist.on_main(modeling.ensure_available, cfg.model, cfg.paths.cache_dir)
     model_config = modeling.load_config(model_source, cfg.model)
     tokenizer = modeling.load_tokenizer(model_source, cfg.model)
-    check_prefix_space(tokenizer, cfg.method.name, method.DATASET_KIND)
     modeling.check_target_modules(model_config, model_source,
                                   OmegaConf.to_container(cfg.lora, resolve=True)["target_modules"])
     train_rows, subset_hash, pool_size, n = _train_rows(method, task, cfg, requested, tokenizer)
