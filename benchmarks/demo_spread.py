@@ -35,7 +35,8 @@ def run_one(out_dir: Path, seed: int, threads: int) -> Path:
     """`make demo` with `seed`, `threads` (OMP/MKL) and a cache of its own, so the warm-up is trained with them too."""
     run = out_dir / f"s{seed}-t{threads}"
     env = {**os.environ, "D2LORA_ROOT": str(run), "D2LORA_CACHE": str(run / "cache"), "OMP_NUM_THREADS": str(threads),
-           "MKL_NUM_THREADS": str(threads), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+           "MKL_NUM_THREADS": str(threads), "WANDB_MODE": "offline", "WANDB_SILENT": "true",
+           "OMP_WAIT_POLICY": "PASSIVE"}  # idle threads sleep beside the other run (as tests/test_demo.py); no number moves
     venv = Path(sys.executable).parents[1]
     with open(out_dir / f"s{seed}-t{threads}.log", "w") as log:
         subprocess.run(["make", "-C", str(REPO), "demo", f"VENV={venv}", "STAMP=",
