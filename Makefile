@@ -9,7 +9,7 @@ SWEEP_DIR ?= outputs/sweeps/paper-math
 .PHONY: help install demo test test-unit test-e2e test-sweep lint data tiny-model clean report bench wheels \
 	sweep-learning-curves sweep-exp1 sweep-exp2-math sweep-exp2-titles sweep-forgetting sweep-low-data \
 	sweep-inits sweep-miniature sweep-miniature-math sweep-miniature-titles tune-miniature \
-	sweep-warmup-ablation tiny-model-v3 sweep-miniature-v5
+	sweep-warmup-ablation tiny-model-v3
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-24s %s\n", $$1, $$2}'
@@ -78,20 +78,17 @@ sweep-low-data: $(STAMP)  ## Exp4: ORPO below 1k examples, D2LoRA vs LoRA
 sweep-inits: $(STAMP)  ## D2LoRA x init: lora, pissa, olora, eva, corda, each with and without the warm-up
 	$(SWEEP) d2lora_x_init $(ARGS)
 
-sweep-miniature: $(STAMP)  ## Exp1-4 on the miniature world (pretrained tiny model, CPU), then both reports
+sweep-miniature: $(STAMP)  ## Exp1-4 on the miniature world (v5, CPU, 5 seeds): math (SFT, DPO, ORPO) and titles, each with its report
 	$(SWEEP) miniature_math $(ARGS)
 	$(SWEEP) miniature_titles $(ARGS)
 
-sweep-miniature-math: $(STAMP)  ## the miniature world's math grid only
+sweep-miniature-math: $(STAMP)  ## the miniature world's math grid only (ARGS=method=sft, then method=dpo,orpo: each under 45 min)
 	$(SWEEP) miniature_math $(ARGS)
 
 sweep-miniature-titles: $(STAMP)  ## the miniature world's title grid only
 	$(SWEEP) miniature_titles $(ARGS)
 
-sweep-miniature-v5: $(STAMP)  ## world v5's curves: LoRA and D2LoRA x SFT x 0-1,000 math examples, 5 seeds (README, "World v5")
-	$(SWEEP) miniature_v5 $(ARGS)
-
-tune-miniature: $(STAMP)  ## the miniature world's learning-rate search on the validation split (LoRA baseline, n=2000)
+tune-miniature: $(STAMP)  ## the miniature world's learning-rate search on the validation split (LoRA baseline, n=300 and 1,000)
 	$(SWEEP) miniature_tune $(ARGS)
 
 # The LoRA baseline first (the warm-up axes pinned after ARGS: a LoRA run does not use them), then the warm-up grid.

@@ -29,7 +29,7 @@ TARGETS = {"exp1_data_scaling": "sweep-exp1", "exp2_math": "sweep-exp2-math", "e
            "exp3_forgetting": "sweep-forgetting", "exp4_low_data": "sweep-low-data",
            "miniature_math": "sweep-miniature-math", "miniature_titles": "sweep-miniature-titles",
            "d2lora_x_init": "sweep-inits", "miniature_tune": "tune-miniature",
-           "miniature_warmup_ablation": "sweep-warmup-ablation", "miniature_v5": "sweep-miniature-v5"}
+           "miniature_warmup_ablation": "sweep-warmup-ablation"}
 SMOKE = ["experiment=smoke", "data_size=0,8", "warmup.size=12"]
 
 
@@ -115,10 +115,10 @@ def test_math_sweeps_share_their_runs_and_report(sweep_env):
     assert "curve/math/accuracy/orpo_table" in logged["summary"]
 
 
-@pytest.mark.parametrize("name", ["miniature_math", "miniature_titles", "miniature_v5"])
+@pytest.mark.parametrize("name", ["miniature_math", "miniature_titles"])
 def test_miniature_sweep_definitions(sweep_env, name):
     """The miniature grids, shrunk to one seed and two sizes on the embedded tiny model (the real run is
-    `make sweep-miniature`, `make sweep-miniature-v5`); `sweep-miniature` itself runs the two world v3 files."""
+    `make sweep-miniature`, which runs both files)."""
     root, env = sweep_env
     args = SMOKE + ["seed=0", "method=sft", f"sweep_name=smoke-{name}"]
     proc = _make(TARGETS[name], args, env)
@@ -128,7 +128,7 @@ def test_miniature_sweep_definitions(sweep_env, name):
     assert all(r["config"]["data"]["build"]["sizes"] and r["model"] == "tiny-llama" for r in runs.values())  # smoke world
     makefile = (REPO / "Makefile").read_text()
     in_sweep_miniature = f"$(SWEEP) {name}" in makefile.split("sweep-miniature:")[1].split("sweep-miniature-math:")[0]
-    assert in_sweep_miniature == (name != "miniature_v5")
+    assert in_sweep_miniature
 
 
 def test_miniature_tune_sweep_splits_curves_by_learning_rate_on_the_validation_split(sweep_env):
