@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
-demo: $(STAMP)  ## the embedded default (the miniature world v5, CPU, ~DEMO_MIN min): D2LoRA + SFT on 1,000 math rows
+demo: $(STAMP)  ## the embedded default (the miniature world v5, CPU, ~3 min): D2LoRA + SFT on 1,000 math rows
 	$(VENV)/bin/python -m d2lora_exp init=d2lora method=sft $(ARGS)
 
 test: $(STAMP)  ## the whole test suite, all three tiers, two workers (README: measured time on 2 CPU cores)

@@ -29,7 +29,7 @@ def config_dir() -> Path:
 
 
 def bundled_model(name: str) -> str:
-    """Absolute path of a model directory shipped with the package (the miniature world's base model)."""
+    """Absolute path of a model directory shipped with the package (the miniature worlds' models)."""
     return str(PACKAGE_DIR / "bundled" / "models" / name)
 
 

@@ -41,7 +41,7 @@ def test_replies_are_tokenized_with_their_prompts(make_cfg, tmp_path, method):
     assert tokenizer("x", add_special_tokens=False).input_ids != tokenizer("\nx", add_special_tokens=False).input_ids[1:], \
         "the premise: this tokenizer writes a text's first word differently from the same word after a newline"
     continuing = 0
-    for source, row in zip(plan.train_rows, trainer.train_dataset):
+    for source, row in zip(plan.train_rows, trainer.train_dataset, strict=True):  # TRL dropped no row
         prompt_ids, chosen_ids = _sequences(method, row)
         joint = tokenizer(source["prompt"] + source["chosen"], add_special_tokens=False).input_ids
         # What the model sees during SFT and at generation: the joint tokenization (with EOS ending the reply).

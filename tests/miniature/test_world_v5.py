@@ -46,9 +46,9 @@ def test_the_default_runs_world_v5_on_a_model_that_closes_its_turn_before_any_wa
 @pytest.mark.parametrize("method", ["dpo", "orpo"])
 def test_preference_methods_teach_the_instruct_model_world_v5s_answer_format(make_cfg, method):
     """DPO (with its NLL term) and ORPO on 300 pairs with world v5's tuned settings: the instruct model answers in
-    prose (strict accuracy 0 at n=0); after training most answers are in the tasks' "Step k: ... The answer is: N"
-    form and right (validation, seed 0: DPO 80.8%, ORPO 85.2%). Plain DPO stayed at 0 strict here, and so would
-    training on replies tokenized apart from their prompts (tests/methods/test_preference_tokens.py)."""
+    prose (strict accuracy 0 at n=0); after training at least half the test answers are right and in the tasks'
+    "Step k: ... The answer is: N" form (the sweep's LoRA at n=300, mean of 5 seeds: DPO 80.7%, ORPO 87.7%). Plain DPO stayed at 0 strict here
+    (docs/miniature/world-v5.md)."""
     run = recipe.run(make_cfg("wandb.mode=disabled", "init=lora", f"method={method}", "data_size=300",
                               "eval.evaluators=[task]", fast=False))
     assert run["metrics"]["eval_n"] == 300 and run["metrics"]["strict_accuracy"] >= 50

@@ -39,7 +39,7 @@ class ChatBehaviour(Evaluator):
 
     def __init__(self, cfg: Any, task) -> None:
         self.data = data_source(cfg, "chat_data", self.name, "held-out chat prompts: set eval.chat_data={path: ...} to a "
-                                "file in the orpo-dpo-mix schema (the miniature world, data=miniature, ships one).")
+                                "file in the orpo-dpo-mix schema (the miniature worlds ship one).")
         self.rows = load(self.data, cfg.eval.limit)
         self.eval_cfg = cfg.eval
 

@@ -1,7 +1,7 @@
 """World v5's word problems: chains of 1 to 3 events whose solutions quote the question.
 
-Why a new problem family (v3's stays the default until v5's curves are measured; see README, "The miniature
-world"): world v3's problems all take two steps, so a learning curve over training-set size is flat until the
+Why a new problem family (world v5 is the default since its curves were measured; v3 is `experiment=miniature_v3`;
+see README, "The miniature world"): world v3's problems all take two steps, so a learning curve over training-set size is flat until the
 model learns to copy the question's numbers into its equations, then jumps (5-10% up to n=1,000, 60-88% at 2,000):
 a cliff that turns float noise into 45-point swings between CPUs. Three changes give the task room to be learnt a
 little at a time (docs/miniature/world-v5.md):

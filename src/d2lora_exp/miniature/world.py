@@ -8,10 +8,11 @@ Llama with one token per byte (world v3; world v5's model reads words: tiny_mode
 The corpus states the world's facts, arithmetic and word problems in plain prose; it never uses the
 tasks' answer conventions ("Step 1:", "The answer is", "####"), which only the fine-tuning data teach.
 
-The same generator writes the full world (`DEFAULT_SIZES`, conf/data/miniature.yaml) and the smoke
-world the fast-dev preset and the tests use (a few hundred rows a file, conf/data/smoke.yaml).
+The same generator writes the full worlds (`DEFAULT_SIZES`; conf/data/miniature_v5.yaml, the default, and
+conf/data/miniature.yaml, world v3) and the smoke world the fast-dev preset and the tests use (world v3, a few hundred
+rows a file, conf/data/smoke.yaml).
 
-    python -m d2lora_exp.miniature.world --out DIR [--seed 0] [--size math_train=1200 ...]
+    python -m d2lora_exp.miniature.world --out DIR [--world 3|5] [--seed 0] [--size math_train=1200 ...]  # make data: v5
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def _made_up_name(rng: random.Random, taken: set[str], lo: int = 4, hi: int = 7)
             return name
 
 
-VERSIONS = (3, 5)  # 3: two-step problems (the default); 5: chains of 1-3 steps quoting the question (chains.py)
+VERSIONS = (3, 5)  # 3: two-step problems (when data.build.world is absent); 5: chains of 1-3 steps quoting the question (chains.py)
 
 
 class World:
