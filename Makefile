@@ -44,9 +44,11 @@ test-sweep: $(STAMP)  ## every sweep definition through its make target, resume,
 lint: $(STAMP)  ## ruff (settings in pyproject.toml)
 	$(VENV)/bin/ruff check src tests benchmarks
 
+# ARGS go to pretraining (e.g. --steps 300), INSTRUCT_ARGS to the instruct stage (e.g. --chats 2000); SEED to both.
+SEED ?= 0
 tiny-model: $(STAMP)  ## the miniature world's model (v5): pretrain (1,500 steps, ~12 min on 2 cores), then the instruct stage, into the package
-	$(VENV)/bin/python -m d2lora_exp.miniature.pretrain --world 5 --out outputs/miniature/tiny-world-v5-base $(ARGS)
-	$(VENV)/bin/python -m d2lora_exp.miniature.instruct --world 5 --base outputs/miniature/tiny-world-v5-base
+	$(VENV)/bin/python -m d2lora_exp.miniature.pretrain --world 5 --seed $(SEED) --out outputs/miniature/tiny-world-v5-base $(ARGS)
+	$(VENV)/bin/python -m d2lora_exp.miniature.instruct --world 5 --seed $(SEED) --base outputs/miniature/tiny-world-v5-base $(INSTRUCT_ARGS)
 
 tiny-model-v3: $(STAMP)  ## world v3's base model (byte-level, no chat stage; seed 0, ~11 min on 2 cores) into the package
 	$(VENV)/bin/python -m d2lora_exp.miniature.pretrain --world 3 $(ARGS)

@@ -65,8 +65,8 @@ def test_make_tiny_model_builds_world_v5s_instruct_model():
         return [line for line in proc.stdout.splitlines() if "d2lora_exp.miniature" in line]
 
     pretrain, instruct = recipe_of("tiny-model")
-    assert "miniature.pretrain --world 5 --out outputs/miniature/tiny-world-v5-base" in pretrain
-    assert "miniature.instruct --world 5 --base outputs/miniature/tiny-world-v5-base" in instruct
+    assert "miniature.pretrain --world 5 --seed 0 --out outputs/miniature/tiny-world-v5-base" in pretrain
+    assert "miniature.instruct --world 5 --seed 0 --base outputs/miniature/tiny-world-v5-base" in instruct
     from d2lora_exp.miniature import instruct as instruct_stage
 
     assert instruct_stage.DEFAULT_OUT == V5  # where the default model config reads it
