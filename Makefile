@@ -46,9 +46,11 @@ lint: $(STAMP)  ## ruff (settings in pyproject.toml)
 
 # ARGS go to pretraining (e.g. --steps 300), INSTRUCT_ARGS to the instruct stage (e.g. --chats 2000); SEED to both.
 SEED ?= 0
+# The pretrained model the instruct stage starts from.
+V5_BASE := outputs/miniature/tiny-world-v5-base
 tiny-model: $(STAMP)  ## the miniature world's model (v5): pretrain (1,500 steps, ~12 min on 2 cores), then the instruct stage, into the package
-	$(VENV)/bin/python -m d2lora_exp.miniature.pretrain --world 5 --seed $(SEED) --out outputs/miniature/tiny-world-v5-base $(ARGS)
-	$(VENV)/bin/python -m d2lora_exp.miniature.instruct --world 5 --seed $(SEED) --base outputs/miniature/tiny-world-v5-base $(INSTRUCT_ARGS)
+	$(VENV)/bin/python -m d2lora_exp.miniature.pretrain --world 5 --seed $(SEED) --out $(V5_BASE) $(ARGS)
+	$(VENV)/bin/python -m d2lora_exp.miniature.instruct --world 5 --seed $(SEED) --base $(V5_BASE) $(INSTRUCT_ARGS)
 
 tiny-model-v3: $(STAMP)  ## world v3's base model (byte-level, no chat stage; seed 0, ~11 min on 2 cores) into the package
 	$(VENV)/bin/python -m d2lora_exp.miniature.pretrain --world 3 $(ARGS)
